@@ -1,0 +1,239 @@
+//! The `msgr` command: `serve` runs the service, `user` administers accounts.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use msgr_core::passport::{validate_friendly_name, Passport};
+use msgr_core::password::hash_password;
+use msgr_server::{Config, Server};
+use msgr_store::{AccountStore, NewAccount, Store};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "msgr", version, about = "A self-hosted MSN Messenger service")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// TOML configuration file (every key optional; see README "Configuration").
+    #[arg(long, global = true, env = "MSGR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: SQLite database and generated TLS certificate [default: ./msgr-data].
+    #[arg(long, global = true, env = "MSGR_DATA")]
+    data: Option<PathBuf>,
+    /// Allow MSNP2–MSNP7 (MD5) logins; accounts then also keep a password-equivalent secret.
+    #[arg(long, global = true)]
+    legacy_md5: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (MSNP, Passport over HTTP and HTTPS).
+    Serve(ServeArgs),
+    /// Manage accounts (works while the server runs).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// MSNP listener address (dispatch, notification and switchboard) [default: 127.0.0.1:1863].
+    #[arg(long)]
+    msnp: Option<SocketAddr>,
+    /// HTTP listener address, or "off" [default: 127.0.0.1:8080].
+    #[arg(long)]
+    http: Option<String>,
+    /// HTTPS listener address, or "off" [default: 127.0.0.1:8443].
+    #[arg(long)]
+    https: Option<String>,
+    /// Host name clients use to reach this server (in XFR, RNG and the nexus DALogin).
+    #[arg(long)]
+    public_host: Option<String>,
+    /// Run as a dispatch server that sends clients to these notification servers (host:port).
+    #[arg(long = "dispatch-to", value_name = "HOST:PORT")]
+    dispatch_to: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account.
+    Add {
+        email: String,
+        /// The password (read from standard input when omitted).
+        #[arg(long)]
+        password: Option<String>,
+        /// Display name [default: the part of the e-mail before '@'].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Change an account's password.
+    Passwd {
+        email: String,
+        /// The new password (read from standard input when omitted).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Delete an account.
+    Del { email: String },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("msgr: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut config = match &cli.common.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = cli.common.data {
+        config.data_dir = d;
+    }
+    if cli.common.legacy_md5 {
+        config.legacy_md5 = true;
+    }
+    match cli.command {
+        Command::Serve(args) => serve(config, args),
+        Command::User(cmd) => user(&config, cmd),
+    }
+}
+
+fn listener_flag(value: Option<String>, current: Option<SocketAddr>) -> Result<Option<SocketAddr>> {
+    match value.as_deref() {
+        None => Ok(current),
+        Some("off") => Ok(None),
+        Some(s) => Ok(Some(
+            s.parse()
+                .with_context(|| format!("bad listener address {s:?}"))?,
+        )),
+    }
+}
+
+fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
+    if let Some(a) = args.msnp {
+        config.msnp = a;
+    }
+    config.http = listener_flag(args.http, config.http)?;
+    config.https = listener_flag(args.https, config.https)?;
+    if args.public_host.is_some() {
+        config.public_host = args.public_host;
+    }
+    if !args.dispatch_to.is_empty() {
+        config.dispatch_to = args.dispatch_to;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(config).await?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested");
+            signal.cancel();
+        });
+        server.run(shutdown).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn read_password(given: Option<String>) -> Result<String> {
+    let pw = match given {
+        Some(p) => p,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if pw.is_empty() {
+        bail!("the password must not be empty");
+    }
+    Ok(pw)
+}
+
+fn user(config: &Config, cmd: UserCommand) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let store = Store::open_sqlite(&config.database_path())?;
+    let md5_secret = |pw: &str| config.legacy_md5.then(|| pw.to_owned());
+    match cmd {
+        UserCommand::Add {
+            email,
+            password,
+            name,
+        } => {
+            let passport = Passport::parse(&email).with_context(|| format!("{email:?}"))?;
+            let name = name.unwrap_or_else(|| passport.local_part().to_owned());
+            validate_friendly_name(&name).with_context(|| format!("display name {name:?}"))?;
+            let pw = read_password(password)?;
+            let account = store.create_account(NewAccount {
+                email: passport.into_string(),
+                display_name: name,
+                password_hash: hash_password(&pw)?,
+                md5_secret: md5_secret(&pw),
+            })?;
+            println!("created {}", account.email);
+        }
+        UserCommand::List => {
+            for a in store.accounts()? {
+                let legacy = if a.md5_secret.is_some() { " (md5)" } else { "" };
+                println!("{}\t{}{legacy}", a.email, a.display_name);
+            }
+        }
+        UserCommand::Passwd { email, password } => {
+            let pw = read_password(password)?;
+            store.set_password(&email, &hash_password(&pw)?, md5_secret(&pw).as_deref())?;
+            println!("password changed for {email}");
+        }
+        UserCommand::Del { email } => {
+            store.delete_account(&email)?;
+            println!("deleted {email}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Server configuration: the TOML file, with every field optional and a sensible default, so
+//! `msgr serve` with no configuration runs the whole service on loopback.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything `msgr serve` can be told. Command-line flags override the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database and the generated certificate live.
+    pub data_dir: PathBuf,
+    /// The MSNP listener (dispatch, notification and switchboard on one port).
+    pub msnp: SocketAddr,
+    /// Plain-HTTP listener (Passport nexus and login2.srf). `None` disables it.
+    pub http: Option<SocketAddr>,
+    /// HTTPS listener (the same routes over TLS). `None` disables it.
+    pub https: Option<SocketAddr>,
+    /// Host name or IP written into `XFR`, `RNG` and the nexus `DALogin`; defaults to the
+    /// listener's bound IP. Set it when clients reach the server by another name.
+    pub public_host: Option<String>,
+    /// Dispatch-only mode: when non-empty, `USR … I` is answered with `XFR … NS` to one of
+    /// these `host:port` notification servers instead of being served here.
+    pub dispatch_to: Vec<String>,
+    /// Allow MSNP2–MSNP7 logins (`USR MD5`). They need a password-equivalent secret kept in
+    /// the database, so this is off unless the operator asks for it.
+    pub legacy_md5: bool,
+    /// PEM certificate chain and private key for HTTPS; generated into `data_dir` if absent.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub limits: LimitsConfig,
+}
+
+/// Named, configurable limits; the defaults are the official service's where it had one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest MSNP command line accepted (bytes, CRLF excluded).
+    pub max_line: usize,
+    /// Largest MSNP payload accepted (bytes).
+    pub max_payload: usize,
+    /// Simultaneous MSNP connections; further ones are refused at accept.
+    pub max_connections: usize,
+    /// Bytes queued for one connection before it is treated as a slow consumer and dropped.
+    pub outbox_bytes: usize,
+    /// Events queued for one session (presence, kicks…) before it is dropped as too slow.
+    pub event_queue: usize,
+    /// Seconds a connection may take from accept to a completed login.
+    pub login_timeout_secs: u64,
+    /// Seconds of silence after which an online NS session is closed (clients ping every
+    /// 50 s or so).
+    pub idle_timeout_secs: u64,
+    /// Seconds a Passport ticket stays redeemable.
+    pub ticket_ttl_secs: u64,
+    /// Password hashes computed at once, on dedicated threads (0 = half the cores, at least 1).
+    pub hash_threads: usize,
+    /// Seconds allowed for writing queued output to a peer before it is dropped.
+    pub write_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("msgr-data"),
+            msnp: SocketAddr::from(([127, 0, 0, 1], 1863)),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            https: Some(SocketAddr::from(([127, 0, 0, 1], 8443))),
+            public_host: None,
+            dispatch_to: Vec::new(),
+            legacy_md5: false,
+            tls_cert: None,
+            tls_key: None,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let proto = msgr_proto::Limits::default();
+        LimitsConfig {
+            max_line: proto.max_line,
+            max_payload: proto.max_payload,
+            max_connections: 19_000,
+            outbox_bytes: 256 * 1024,
+            event_queue: 1024,
+            login_timeout_secs: 60,
+            idle_timeout_secs: 180,
+            ticket_ttl_secs: 300,
+            hash_threads: 0,
+            write_timeout_secs: 30,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn ticket_ttl(&self) -> Duration {
+        Duration::from_secs(self.ticket_ttl_secs)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+    pub fn codec(&self) -> msgr_proto::Limits {
+        msgr_proto::Limits {
+            max_line: self.max_line,
+            max_payload: self.max_payload,
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// Reads a TOML configuration file; absent keys keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The SQLite database inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("msgr.sqlite")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let c: Config = toml::from_str(
+            "msnp = \"0.0.0.0:1864\"\nlegacy_md5 = true\n[limits]\nmax_line = 100\n",
+        )
+        .unwrap();
+        assert_eq!(c.msnp.port(), 1864);
+        assert!(c.legacy_md5);
+        assert_eq!(c.limits.max_line, 100);
+        assert_eq!(c.limits.max_payload, 64 * 1024);
+        assert_eq!(c.https.unwrap().port(), 8443);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("msnpp = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! The HTTP and HTTPS listeners: Passport 1.4 (`/rdr/pprdr.asp` nexus and `/login2.srf`)
+//! and a small front page. The same routes are served over plain HTTP and TLS.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::passport::{self, parse_authorization};
+use crate::Shared;
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts HTTP (or, with `tls`, HTTPS) connections until `shutdown` fires.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let tls = tls.clone();
+        tracker.spawn(async move {
+            match tls {
+                None => serve(stream, peer, shared, shutdown).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls_stream)) => serve(tls_stream, peer, shared, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(route(req, peer, &shared).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+async fn route(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    tracing::debug!(%peer, method = %req.method(), path, "HTTP request");
+    match path {
+        "/rdr/pprdr.asp" => nexus(shared),
+        "/login2.srf" | "/ppsecure/login2.srf" => login(&req, peer, shared).await,
+        "/" => text(
+            StatusCode::OK,
+            "msgr: an MSN Messenger service. Point your client's Passport nexus at /rdr/pprdr.asp.\n",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r
+}
+
+/// The nexus: where to find the login server.
+fn nexus(shared: &Shared) -> Response<Full<Bytes>> {
+    let mut r = empty(StatusCode::OK);
+    match HeaderValue::from_str(&passport::passport_urls(&shared.dalogin)) {
+        Ok(v) => {
+            r.headers_mut().insert("PassportURLs", v);
+        }
+        Err(_) => *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+    }
+    r
+}
+
+/// `login2.srf`: checks the password and hands out a ticket.
+async fn login(
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Response<Full<Bytes>> {
+    let creds = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_authorization);
+    let Some(creds) = creds else {
+        tracing::info!(%peer, "login2.srf without Passport1.4 credentials");
+        return refused();
+    };
+    match shared.check_password(&creds.sign_in, &creds.password).await {
+        Ok(Some(account)) => {
+            let ticket = shared.tickets.issue(&account.email);
+            let profile = passport::random_token(48);
+            tracing::info!(%peer, account = %account.email, "passport ticket issued");
+            let mut r = empty(StatusCode::OK);
+            match HeaderValue::from_str(&passport::authentication_info(&ticket, &profile)) {
+                Ok(v) => {
+                    r.headers_mut().insert("Authentication-Info", v);
+                }
+                Err(_) => *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+            }
+            r
+        }
+        Ok(None) => {
+            tracing::info!(%peer, sign_in = %creds.sign_in, "passport login refused: bad credentials");
+            refused()
+        }
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "passport login failed");
+            empty(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+fn refused() -> Response<Full<Bytes>> {
+    let mut r = empty(StatusCode::UNAUTHORIZED);
+    r.headers_mut().insert(
+        "WWW-Authenticate",
+        HeaderValue::from_static(passport::AUTHENTICATE_FAILED),
+    );
+    r
+}

@@ -1,0 +1,276 @@
+//! msgr's network side: the MSNP listener (dispatch, notification server; switchboard to
+//! come), Passport 1.4 over HTTP and HTTPS, and the hub that routes events between sessions.
+//!
+//! `msgr-core` decides, this crate only carries: it owns sockets, timers and tasks, and asks
+//! the store and the core for everything else.
+
+pub mod config;
+mod http;
+pub mod hub;
+mod msnp;
+mod ns;
+pub mod passport;
+pub mod tls;
+
+use msgr_store::{Account, AccountStore, Store};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// How long connections get to say goodbye after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("creating data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening the store: {0}")]
+    Store(#[from] msgr_store::StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub hub: hub::Hub,
+    pub tickets: passport::TicketBook,
+    /// Bounds the password hashes computed at once, so a login flood cannot take every core
+    /// from the sessions already online.
+    pub hashing: Semaphore,
+    /// `host:port` of this node's MSNP listener as clients should reach it.
+    pub public_msnp: String,
+    /// `host:port/path` of the login server, as the nexus advertises it.
+    pub dalogin: String,
+    /// Round-robin position over `config.dispatch_to`.
+    pub dispatch_next: AtomicUsize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LookupError {
+    #[error(transparent)]
+    Store(#[from] msgr_store::StoreError),
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("hashing pool closed")]
+    Closed,
+}
+
+impl Shared {
+    /// Looks an account up off the async workers.
+    pub async fn account(&self, email: &str) -> Result<Option<Account>, LookupError> {
+        let store = self.store.clone();
+        let email = email.to_owned();
+        Ok(tokio::task::spawn_blocking(move || store.account(&email)).await??)
+    }
+
+    /// Checks a Passport sign-in. `Ok(None)` for an unknown account or a wrong password,
+    /// which take the same time so the answer does not reveal which accounts exist.
+    pub async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<Account>, LookupError> {
+        let account = self.account(email).await?;
+        let phc = match &account {
+            Some(a) => a.password_hash.clone(),
+            None => dummy_hash().to_owned(),
+        };
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| LookupError::Closed)?;
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            msgr_core::password::verify_password(&password, &phc)
+        })
+        .await?;
+        Ok(account.filter(|_| ok))
+    }
+}
+
+/// A hash of a random password, verified against when the account does not exist.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        msgr_core::password::hash_password(&passport::random_token(24)).unwrap_or_default()
+    })
+}
+
+/// The addresses the listeners actually bound (port 0 resolved).
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    pub msnp: SocketAddr,
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+}
+
+/// A server with its listeners bound, ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    msnp: TcpListener,
+    http: Option<TcpListener>,
+    https: Option<(TcpListener, TlsAcceptor)>,
+    addrs: BoundAddrs,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+impl Server {
+    /// Opens the store (creating the data directory), prepares TLS and binds every listener.
+    /// Logs one `listening …` line per listener with the address it bound.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        tls::install_crypto_provider();
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = Arc::new(Store::open_sqlite(&config.database_path())?);
+
+        let msnp = bind("msnp", config.msnp).await?;
+        let msnp_addr = msnp.local_addr().map_err(|source| ServerError::Bind {
+            what: "msnp",
+            addr: config.msnp,
+            source,
+        })?;
+        let http = match config.http {
+            Some(a) => Some(bind("http", a).await?),
+            None => None,
+        };
+        let https = match config.https {
+            Some(a) => {
+                let (cert, key) = tls::ensure_certificate(
+                    &config.data_dir,
+                    config.tls_cert.as_deref(),
+                    config.tls_key.as_deref(),
+                    config.public_host.as_deref(),
+                )?;
+                let acceptor = TlsAcceptor::from(tls::server_config(&cert, &key)?);
+                Some((bind("https", a).await?, acceptor))
+            }
+            None => None,
+        };
+        let addrs = BoundAddrs {
+            msnp: msnp_addr,
+            http: http.as_ref().and_then(|l| l.local_addr().ok()),
+            https: https.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+        };
+
+        let host = config.public_host.clone().unwrap_or_else(|| {
+            if msnp_addr.ip().is_unspecified() {
+                tracing::warn!(
+                    "listening on all interfaces without public_host: advertising 127.0.0.1"
+                );
+                "127.0.0.1".to_owned()
+            } else {
+                msnp_addr.ip().to_string()
+            }
+        });
+        let dalogin = match (addrs.https, addrs.http) {
+            (Some(a), _) => format!("{host}:{}/login2.srf", a.port()),
+            (None, Some(a)) => format!("http://{host}:{}/login2.srf", a.port()),
+            (None, None) => format!("{host}/login2.srf"),
+        };
+        let hash_threads = match config.limits.hash_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
+        };
+        let shared = Arc::new(Shared {
+            public_msnp: format!("{host}:{}", msnp_addr.port()),
+            dalogin,
+            tickets: passport::TicketBook::new(config.limits.ticket_ttl()),
+            hashing: Semaphore::new(hash_threads),
+            hub: hub::Hub::new(),
+            store,
+            dispatch_next: AtomicUsize::new(0),
+            config,
+        });
+
+        tracing::info!("listening msnp={}", addrs.msnp);
+        if let Some(a) = addrs.http {
+            tracing::info!("listening http={a}");
+        }
+        if let Some(a) = addrs.https {
+            tracing::info!("listening https={a}");
+        }
+        if !shared.config.dispatch_to.is_empty() {
+            tracing::info!(targets = ?shared.config.dispatch_to, "dispatch-only mode");
+        }
+        Ok(Server {
+            shared,
+            msnp,
+            http,
+            https,
+            addrs,
+        })
+    }
+
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, says `OUT SSD` to online
+    /// sessions and waits (up to a grace period) for connections to close.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let mut listeners = tokio::task::JoinSet::new();
+        listeners.spawn(msnp::accept_loop(
+            self.msnp,
+            self.shared.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        if let Some(l) = self.http {
+            listeners.spawn(http::accept_loop(
+                l,
+                None,
+                self.shared.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+        if let Some((l, acceptor)) = self.https {
+            listeners.spawn(http::accept_loop(
+                l,
+                Some(acceptor),
+                self.shared.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+        while listeners.join_next().await.is_some() {}
+        tracker.close();
+        tracing::info!(online = self.shared.hub.online_count(), "shutting down");
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the grace period");
+        }
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,171 @@
+//! The MSNP listener: accepts TCP connections and runs one connection task each.
+//!
+//! The connection task owns the socket. It reads into a bounded buffer, frames through the
+//! codec, lets the session turn frames and hub events into output, and writes everything a
+//! round produced in one syscall (output is coalesced per socket, never one write per line).
+//! Limits: a connection cap at accept, a line and payload cap in the codec, a cap on queued
+//! output (a peer that does not read is dropped), a write timeout, and login/idle deadlines.
+
+use bytes::BytesMut;
+use msgr_proto::frame::{FrameDecoder, Peer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ns::{Flow, NsSession};
+use crate::Shared;
+
+/// Accepts connections until `shutdown` fires.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning on a full fd table.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection refused: connection limit reached");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            serve_connection(stream, peer, shared, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Runs one MSNP connection to its end. Generic over the stream so tests and other
+/// transports can drive it.
+pub(crate) async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = &shared.config.limits;
+    let outbox_cap = limits.outbox_bytes;
+    let write_timeout = limits.write_timeout();
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut decoder = FrameDecoder::new(Peer::Client, limits.codec());
+    let mut inbuf = BytesMut::with_capacity(512);
+    let mut out = BytesMut::new();
+    let (events_tx, mut events) = mpsc::channel(limits.event_queue);
+    let mut session = NsSession::new(shared.clone(), peer, events_tx);
+    tracing::debug!(%peer, "connected");
+
+    loop {
+        let deadline = session.deadline();
+        let flow = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                session.shutdown(&mut out);
+                Flow::Close
+            }
+            Some(event) = events.recv() => {
+                let mut flow = session.event(event, &mut out);
+                while flow == Flow::Continue {
+                    match events.try_recv() {
+                        Ok(event) => flow = session.event(event, &mut out),
+                        Err(_) => break,
+                    }
+                }
+                flow
+            }
+            read = rd.read_buf(&mut inbuf) => match read {
+                Ok(0) => break,
+                Ok(_) => read_frames(&mut session, &mut decoder, &mut inbuf, &mut out).await,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "read failed");
+                    break;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::info!(%peer, account = session.account(), "connection timed out");
+                Flow::Close
+            }
+        };
+        if out.len() > outbox_cap {
+            tracing::warn!(%peer, account = session.account(), queued = out.len(), "slow consumer dropped");
+            break;
+        }
+        if !out.is_empty() {
+            match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
+                Ok(Ok(())) => out.clear(),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "write failed");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, account = session.account(), "write timed out");
+                    break;
+                }
+            }
+        }
+        if flow == Flow::Close {
+            let _ = tokio::time::timeout(write_timeout, wr.shutdown()).await;
+            break;
+        }
+        // Give back the memory of a burst so idle connections stay small.
+        if inbuf.is_empty() && inbuf.capacity() > 16 * 1024 {
+            inbuf = BytesMut::with_capacity(512);
+        }
+        if out.capacity() > 16 * 1024 {
+            out = BytesMut::new();
+        }
+    }
+    tracing::debug!(%peer, account = session.account(), "disconnected");
+}
+
+/// Decodes and handles every complete frame in `inbuf`.
+async fn read_frames(
+    session: &mut NsSession,
+    decoder: &mut FrameDecoder,
+    inbuf: &mut BytesMut,
+    out: &mut BytesMut,
+) -> Flow {
+    loop {
+        match decoder.decode(inbuf) {
+            Ok(Some(frame)) => {
+                let flow = session.handle(frame, out).await;
+                if let Some(d) = session.dialect() {
+                    decoder.set_dialect(d);
+                }
+                if flow == Flow::Close {
+                    return Flow::Close;
+                }
+            }
+            Ok(None) => return Flow::Continue,
+            Err(e) => {
+                let flow = session.frame_error(&e, out);
+                if flow == Flow::Close || !e.is_recoverable() {
+                    return Flow::Close;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The Notification Server session: one per client connection that starts with `VER`.
+//!
+//! A session is an explicit state machine (`Negotiating → Authenticating → Online`) that
+//! turns frames into replies written to an output buffer. It never owns a socket: the TCP
+//! listener (and later the HTTP gateway) feeds it frames and events and flushes what it
+//! wrote, so every transport shares one implementation of every command.
+//!
+//! Each command lives in its own module with its dialect table next to it; this module only
+//! routes a command name to its handler and knows which state each command needs.
+
+mod chl;
+mod cvr;
+mod usr;
+mod ver;
+
+use bytes::BytesMut;
+use msgr_proto::frame::{write_line, Frame, FrameError, TrId};
+use msgr_proto::{Dialect, ErrorCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::hub::{Event, KickReason, SessionHandle};
+use crate::Shared;
+
+/// What the transport should do after a frame or event has been handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Flush what has been written, then close the connection.
+    Close,
+}
+
+/// Where a session is in its life.
+#[derive(Debug)]
+enum State {
+    /// Waiting for `VER`.
+    Negotiating,
+    /// A dialect is agreed; `CVR`, `INF` and `USR` lead to a login.
+    Authenticating {
+        dialect: Dialect,
+        pending: Option<usr::PendingLogin>,
+    },
+    /// Logged in as `email`.
+    Online { dialect: Dialect, user: OnlineUser },
+}
+
+#[derive(Debug)]
+struct OnlineUser {
+    email: String,
+    /// The challenge sent with `CHL` and not yet answered.
+    challenge: Option<String>,
+}
+
+pub struct NsSession {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    id: u64,
+    /// Handed to the hub at login so other sessions can reach this one.
+    events: mpsc::Sender<Event>,
+    state: State,
+    /// When the session expires unless something resets it: the login deadline, then the
+    /// idle deadline.
+    deadline: Instant,
+}
+
+impl NsSession {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, events: mpsc::Sender<Event>) -> Self {
+        let id = shared.hub.session_id();
+        let deadline = Instant::now() + shared.config.limits.login_timeout();
+        NsSession {
+            shared,
+            peer,
+            id,
+            events,
+            state: State::Negotiating,
+            deadline,
+        }
+    }
+
+    /// The dialect agreed with `VER`, once there is one.
+    pub fn dialect(&self) -> Option<Dialect> {
+        match &self.state {
+            State::Negotiating => None,
+            State::Authenticating { dialect, .. } | State::Online { dialect, .. } => Some(*dialect),
+        }
+    }
+
+    /// The account this session is logged in as.
+    pub fn account(&self) -> Option<&str> {
+        match &self.state {
+            State::Online { user, .. } => Some(&user.email),
+            _ => None,
+        }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Handles one frame from the client.
+    pub async fn handle(&mut self, frame: Frame, out: &mut BytesMut) -> Flow {
+        if matches!(self.state, State::Online { .. }) {
+            self.deadline = Instant::now() + self.shared.config.limits.idle_timeout();
+        }
+        let command = frame.command();
+        let trid = frame.trid();
+        // Commands with a TrID must carry a well-formed one: without it there is nothing to
+        // echo, so the reply uses 0, as the official servers did for garbage.
+        let needs_trid = !msgr_proto::frame::client_command_without_trid(command);
+        if needs_trid && trid.is_none() {
+            tracing::debug!(peer = %self.peer, line = frame.line(), "missing or bad TrID");
+            error(out, ErrorCode::SyntaxError, TrId(0));
+            return Flow::Continue;
+        }
+        let trid = trid.unwrap_or_default();
+        match command {
+            "VER" => self.ver(&frame, trid, out),
+            "CVR" => self.cvr(&frame, trid, out),
+            "INF" => self.inf(trid, out),
+            "USR" => self.usr(&frame, trid, out).await,
+            "PNG" => self.png(out),
+            "QRY" => self.qry(&frame, trid, out),
+            "OUT" => Flow::Close,
+            _ if is_known_ns_command(command) => {
+                if matches!(self.state, State::Online { .. }) {
+                    // Known to the protocol but not served by this build yet.
+                    tracing::info!(peer = %self.peer, command, "command not implemented");
+                    error(out, ErrorCode::CommandDisabled, trid);
+                } else {
+                    error(out, ErrorCode::NotLoggedIn, trid);
+                }
+                Flow::Continue
+            }
+            _ => {
+                tracing::debug!(peer = %self.peer, command, "unknown command");
+                error(out, ErrorCode::SyntaxError, trid);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Handles a framing error: the protocol's error code where the stream can go on, a clean
+    /// close where it cannot.
+    pub fn frame_error(&mut self, err: &FrameError, out: &mut BytesMut) -> Flow {
+        tracing::info!(peer = %self.peer, error = %err, "bad frame");
+        match err {
+            FrameError::NotUtf8 { trid } => {
+                error(out, ErrorCode::SyntaxError, trid.unwrap_or_default());
+                Flow::Continue
+            }
+            FrameError::PayloadTooLarge { trid, .. } => {
+                error(out, ErrorCode::InvalidParameter, trid.unwrap_or_default());
+                Flow::Continue
+            }
+            FrameError::BadPayloadLength { trid, .. } => {
+                error(out, ErrorCode::SyntaxError, trid.unwrap_or_default());
+                Flow::Close
+            }
+            FrameError::LineTooLong { .. } => Flow::Close,
+        }
+    }
+
+    /// Handles an event the hub delivered.
+    pub fn event(&mut self, event: Event, out: &mut BytesMut) -> Flow {
+        match event {
+            Event::Kick(reason) => {
+                tracing::info!(peer = %self.peer, account = self.account(), reason = reason.out_param(), "session kicked");
+                write_line(out, "OUT", None, &[reason.out_param()]);
+                Flow::Close
+            }
+        }
+    }
+
+    /// The server is shutting down: say goodbye the protocol's way.
+    pub fn shutdown(&mut self, out: &mut BytesMut) {
+        if !matches!(self.state, State::Negotiating) {
+            write_line(out, "OUT", None, &[KickReason::ServerShutdown.out_param()]);
+        }
+    }
+
+    /// `PNG` → `QNG`. From MSNP9 on, `QNG` tells the client how many seconds to wait before
+    /// the next ping.
+    ///
+    /// | dialect | reply |
+    /// |---|---|
+    /// | MSNP2–MSNP8 | `QNG` |
+    /// | MSNP9–MSNP12 | `QNG seconds` |
+    fn png(&mut self, out: &mut BytesMut) -> Flow {
+        match self.dialect() {
+            Some(d) if d >= Dialect::Msnp9 => write_line(out, "QNG", None, &["50"]),
+            _ => write_line(out, "QNG", None, &[]),
+        }
+        Flow::Continue
+    }
+
+    /// `INF` asks which security package to use; only MSNP2–MSNP7 have it (always MD5).
+    fn inf(&mut self, trid: TrId, out: &mut BytesMut) -> Flow {
+        match self.dialect() {
+            Some(d) if d < Dialect::Msnp8 => {
+                write_line(out, "INF", Some(trid), &["MD5"]);
+            }
+            Some(_) => error(out, ErrorCode::SyntaxError, trid),
+            None => error(out, ErrorCode::NotExpected, trid),
+        }
+        Flow::Continue
+    }
+
+    fn hub_handle(&self) -> SessionHandle {
+        SessionHandle {
+            id: self.id,
+            events: self.events.clone(),
+        }
+    }
+}
+
+impl Drop for NsSession {
+    fn drop(&mut self) {
+        if let State::Online { user, .. } = &self.state {
+            self.shared.hub.unregister(&user.email, self.id);
+            tracing::info!(peer = %self.peer, account = %user.email, "logged out");
+        }
+    }
+}
+
+/// Writes an error line: `code TrID`.
+pub(crate) fn error(out: &mut BytesMut, code: ErrorCode, trid: TrId) {
+    let code = code.code().to_string();
+    write_line(out, &code, Some(trid), &[]);
+}
+
+/// Commands of the notification server that exist in some dialect; any other name is a
+/// syntax error (200).
+fn is_known_ns_command(command: &str) -> bool {
+    matches!(
+        command,
+        "SYN"
+            | "LST"
+            | "LSG"
+            | "CHG"
+            | "ADD"
+            | "ADC"
+            | "REM"
+            | "ADG"
+            | "RMG"
+            | "REG"
+            | "GTC"
+            | "BLP"
+            | "PRP"
+            | "SBP"
+            | "REA"
+            | "XFR"
+            | "URL"
+            | "UUX"
+            | "SND"
+            | "FND"
+            | "BPR"
+            | "PAG"
+            | "GCF"
+            | "SDC"
+            | "IMS"
+    )
+}

@@ -1,0 +1,180 @@
+//! Persistence for msgr: accounts (and later contact lists, groups and mailboxes) behind one trait.
+//!
+//! [`AccountStore`] is the boundary the server talks to. Its methods block, because every backend ends in a
+//! blocking call (a file fsync or a database round trip); the server runs them under `spawn_blocking`.
+//! [`Store`] is the enum of backends the binary can be built with. The server holds an `Arc<Store>` and never
+//! learns which backend it has. SQLite, the in-process default, is always built in; PostgreSQL will join it
+//! behind a feature.
+//!
+//! A method that returns `Ok` has made its write durable: callers may acknowledge it to a client immediately.
+
+mod error;
+mod migrations;
+pub mod sqlite;
+
+use std::fmt;
+use std::path::Path;
+
+pub use error::StoreError;
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// The result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stored account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The row id; stable for the life of the account and never reused while it exists.
+    pub id: i64,
+    /// The Passport name, lowercased.
+    pub email: String,
+    /// The friendly name, decoded (not URL-encoded).
+    pub display_name: String,
+    /// The argon2id PHC string of the password.
+    pub password_hash: String,
+    /// The secret the MD5 challenge logins of MSNP2–MSNP7 need, if the account can use them.
+    pub md5_secret: Option<String>,
+    /// When the account was created, in seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+// Written by hand so that secrets never end up in logs through `{:?}`.
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("display_name", &self.display_name)
+            .field("password_hash", &"<redacted>")
+            .field(
+                "md5_secret",
+                &self.md5_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// What is needed to create an account; the store assigns the id and creation time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    /// The Passport name; the store lowercases it.
+    pub email: String,
+    /// The friendly name, decoded.
+    pub display_name: String,
+    /// The argon2id PHC string of the password.
+    pub password_hash: String,
+    /// The secret for MD5 challenge logins, if any.
+    pub md5_secret: Option<String>,
+}
+
+impl fmt::Debug for NewAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("email", &self.email)
+            .field("display_name", &self.display_name)
+            .field("password_hash", &"<redacted>")
+            .field(
+                "md5_secret",
+                &self.md5_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Account persistence.
+///
+/// E-mail arguments are matched case-insensitively. The store does not validate names or hashes; that is the job
+/// of `msgr-core` before the call.
+pub trait AccountStore: Send + Sync {
+    /// Creates an account; [`StoreError::AccountExists`] if the e-mail is taken in any letter case.
+    fn create_account(&self, new: NewAccount) -> Result<Account>;
+
+    /// Looks an account up by e-mail.
+    fn account(&self, email: &str) -> Result<Option<Account>>;
+
+    /// All accounts, ordered by e-mail.
+    fn accounts(&self) -> Result<Vec<Account>>;
+
+    /// Replaces the password hash and MD5 secret; [`StoreError::AccountNotFound`] if there is no such account.
+    fn set_password(
+        &self,
+        email: &str,
+        password_hash: &str,
+        md5_secret: Option<&str>,
+    ) -> Result<()>;
+
+    /// Replaces the friendly name; [`StoreError::AccountNotFound`] if there is no such account.
+    fn set_display_name(&self, email: &str, display_name: &str) -> Result<()>;
+
+    /// Deletes an account; [`StoreError::AccountNotFound`] if there is no such account.
+    fn delete_account(&self, email: &str) -> Result<()>;
+
+    /// The number of accounts.
+    fn account_count(&self) -> Result<u64>;
+}
+
+/// The storage backend chosen at start-up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Store {
+    /// An SQLite database file, for a single node.
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) an SQLite database with the default options.
+    pub fn open_sqlite(path: &Path) -> Result<Store> {
+        SqliteStore::open(path).map(Store::Sqlite)
+    }
+}
+
+impl From<SqliteStore> for Store {
+    fn from(s: SqliteStore) -> Store {
+        Store::Sqlite(s)
+    }
+}
+
+/// Forwards a call to whichever backend `self` holds; adding a backend means adding one arm here.
+macro_rules! delegate {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($backend) => $call,
+        }
+    };
+}
+
+impl AccountStore for Store {
+    fn create_account(&self, new: NewAccount) -> Result<Account> {
+        delegate!(self, s => s.create_account(new))
+    }
+
+    fn account(&self, email: &str) -> Result<Option<Account>> {
+        delegate!(self, s => s.account(email))
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>> {
+        delegate!(self, s => s.accounts())
+    }
+
+    fn set_password(
+        &self,
+        email: &str,
+        password_hash: &str,
+        md5_secret: Option<&str>,
+    ) -> Result<()> {
+        delegate!(self, s => s.set_password(email, password_hash, md5_secret))
+    }
+
+    fn set_display_name(&self, email: &str, display_name: &str) -> Result<()> {
+        delegate!(self, s => s.set_display_name(email, display_name))
+    }
+
+    fn delete_account(&self, email: &str) -> Result<()> {
+        delegate!(self, s => s.delete_account(email))
+    }
+
+    fn account_count(&self) -> Result<u64> {
+        delegate!(self, s => s.account_count())
+    }
+}
