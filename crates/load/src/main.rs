@@ -98,7 +98,8 @@ async fn login_scenario(args: LoginArgs) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for _ in 0..args.concurrency.max(1) {
-        let (args, http, dalogin, next) = (args.clone(), http.clone(), dalogin.clone(), next.clone());
+        let (args, http, dalogin, next) =
+            (args.clone(), http.clone(), dalogin.clone(), next.clone());
         tasks.spawn(async move {
             let mut times = Vec::new();
             loop {
@@ -106,7 +107,9 @@ async fn login_scenario(args: LoginArgs) -> Result<()> {
                 if i >= args.count {
                     break;
                 }
-                let email = args.users.replace("{}", &(i % args.accounts.max(1)).to_string());
+                let email = args
+                    .users
+                    .replace("{}", &(i % args.accounts.max(1)).to_string());
                 times.push(login_once(&args, &http, &dalogin, dialect, &email).await?);
             }
             anyhow::Ok(times)
@@ -133,20 +136,33 @@ fn report(args: &LoginArgs, times: &[LoginTimes], elapsed: Duration) {
     let rate = times.len() as f64 / elapsed.as_secs_f64();
     let mut rows = Vec::new();
     for (name, pick) in [
-        ("total", (|t: &LoginTimes| t.total) as fn(&LoginTimes) -> Duration),
+        (
+            "total",
+            (|t: &LoginTimes| t.total) as fn(&LoginTimes) -> Duration,
+        ),
         ("passport", |t| t.passport),
         ("msnp", |t| t.msnp),
     ] {
         let mut v: Vec<Duration> = times.iter().map(pick).collect();
         v.sort();
-        rows.push((name, percentile(&v, 0.5), percentile(&v, 0.9), percentile(&v, 0.99)));
+        rows.push((
+            name,
+            percentile(&v, 0.5),
+            percentile(&v, 0.9),
+            percentile(&v, 0.99),
+        ));
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if args.json {
         let parts: Vec<String> = rows
             .iter()
             .map(|(n, a, b, c)| {
-                format!("\"{n}\":{{\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3}}}", ms(*a), ms(*b), ms(*c))
+                format!(
+                    "\"{n}\":{{\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3}}}",
+                    ms(*a),
+                    ms(*b),
+                    ms(*c)
+                )
             })
             .collect();
         println!(
@@ -165,7 +181,10 @@ fn report(args: &LoginArgs, times: &[LoginTimes], elapsed: Duration) {
             elapsed.as_secs_f64(),
             rate
         );
-        println!("{:<10} {:>10} {:>10} {:>10}", "phase", "p50 ms", "p90 ms", "p99 ms");
+        println!(
+            "{:<10} {:>10} {:>10} {:>10}",
+            "phase", "p50 ms", "p90 ms", "p99 ms"
+        );
         for (n, a, b, c) in rows {
             println!("{n:<10} {:>10.3} {:>10.3} {:>10.3}", ms(a), ms(b), ms(c));
         }
@@ -181,7 +200,9 @@ struct Msnp {
 
 impl Msnp {
     async fn connect(addr: &str) -> Result<Msnp> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         Ok(Msnp {
             stream,
@@ -200,9 +221,10 @@ impl Msnp {
             if let Some(f) = self.decoder.decode(&mut self.buf)? {
                 return Ok(f);
             }
-            let n = tokio::time::timeout(Duration::from_secs(30), self.stream.read_buf(&mut self.buf))
-                .await
-                .context("timed out waiting for the server")??;
+            let n =
+                tokio::time::timeout(Duration::from_secs(30), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .context("timed out waiting for the server")??;
             if n == 0 {
                 bail!("server closed the connection");
             }
@@ -250,10 +272,15 @@ async fn login_once(
     let ticket = http.login(dalogin, email, &args.password, twn).await?;
     let passport = p0.elapsed();
     let m0 = Instant::now();
-    c.send(format!("USR 4 TWN S {ticket}\r\n").as_bytes()).await?;
+    c.send(format!("USR 4 TWN S {ticket}\r\n").as_bytes())
+        .await?;
     c.expect("USR").await?;
     let chl = c.expect("CHL").await?;
-    let challenge = chl.params().first().map(|s| s.to_string()).unwrap_or_default();
+    let challenge = chl
+        .params()
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let (id, key) = if dialect >= Dialect::Msnp11 {
         ("PROD0090YUAUV{2B", "YMM8C_H7KCQ2S_KL")
     } else {
@@ -264,7 +291,8 @@ async fn login_once(
     } else {
         msgr_proto::challenge::md5_concat(&challenge, key)
     };
-    c.send(format!("QRY 5 {id} 32\r\n{answer}").as_bytes()).await?;
+    c.send(format!("QRY 5 {id} 32\r\n{answer}").as_bytes())
+        .await?;
     c.expect("QRY").await?;
     c.send(b"OUT\r\n").await?;
     let msnp = msnp_part1 + m0.elapsed();

@@ -102,7 +102,13 @@ impl Client {
     }
 
     /// Trades the password for a ticket (`t=…&p=…`).
-    pub async fn login(&self, dalogin: &str, email: &str, password: &str, twn: &str) -> Result<String> {
+    pub async fn login(
+        &self,
+        dalogin: &str,
+        email: &str,
+        password: &str,
+        twn: &str,
+    ) -> Result<String> {
         let auth = format!(
             "Authorization: Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in={},pwd={},{twn}\r\n",
             percent_encode(email),
