@@ -50,6 +50,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A stored value breaks an invariant the schema cannot express (an unknown list bit, a malformed GUID, a
+    /// list without group 0, …): the database was edited by hand or by a broken writer.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
     /// A thread panicked while holding the write connection, so its state is unknown.
     #[error("store lock poisoned by an earlier panic")]
     Poisoned,

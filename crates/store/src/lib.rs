@@ -1,7 +1,8 @@
-//! Persistence for msgr: accounts (and later contact lists, groups and mailboxes) behind one trait.
+//! Persistence for msgr: accounts, contact lists (and later mailboxes) behind traits.
 //!
-//! [`AccountStore`] is the boundary the server talks to. Its methods block, because every backend ends in a
-//! blocking call (a file fsync or a database round trip); the server runs them under `spawn_blocking`.
+//! [`AccountStore`] and [`ContactStore`] are the boundary the server talks to. Their methods block, because every
+//! backend ends in a blocking call (a file fsync or a database round trip); the server runs them under
+//! `spawn_blocking`.
 //! [`Store`] is the enum of backends the binary can be built with. The server holds an `Arc<Store>` and never
 //! learns which backend it has. SQLite, the in-process default, is always built in; PostgreSQL will join it
 //! behind a feature.
@@ -14,6 +15,8 @@ pub mod sqlite;
 
 use std::fmt;
 use std::path::Path;
+
+use msgr_core::lists::{Change, ContactList};
 
 pub use error::StoreError;
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -114,6 +117,28 @@ pub trait AccountStore: Send + Sync {
     fn account_count(&self) -> Result<u64>;
 }
 
+/// Contact-list persistence: the whole list state of an account ([`ContactList`]) and the [`Change`]s that
+/// `msgr-core` decides.
+///
+/// The store does not judge changes; `msgr-core` did that. It applies them with exactly the semantics of
+/// [`ContactList::apply`], so that a list loaded after [`ContactStore::apply`] equals the in-memory copy the
+/// caller updated with the same changes.
+pub trait ContactStore: Send + Sync {
+    /// The list state of `owner` (any letter case); [`StoreError::AccountNotFound`] if there is no such account.
+    fn load_list(&self, owner: &str) -> Result<ContactList>;
+
+    /// Just the list version of `owner`, for the `SYN` that finds the client's copy up to date.
+    fn list_version(&self, owner: &str) -> Result<u64>;
+
+    /// Applies `changes` in order, all in one transaction: either all of them are stored or none is.
+    ///
+    /// Each change whose [`ChangeKind::bumps_version`](msgr_core::lists::ChangeKind::bumps_version) holds adds
+    /// one to its owner's list version. Returns each owner's list version after the changes, once per owner in
+    /// the order owners first appear. An owner without an account fails the whole call with
+    /// [`StoreError::AccountNotFound`]. On `Ok` the changes are durable.
+    fn apply(&self, changes: &[Change]) -> Result<Vec<(String, u64)>>;
+}
+
 /// The storage backend chosen at start-up.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -176,5 +201,19 @@ impl AccountStore for Store {
 
     fn account_count(&self) -> Result<u64> {
         delegate!(self, s => s.account_count())
+    }
+}
+
+impl ContactStore for Store {
+    fn load_list(&self, owner: &str) -> Result<ContactList> {
+        delegate!(self, s => s.load_list(owner))
+    }
+
+    fn list_version(&self, owner: &str) -> Result<u64> {
+        delegate!(self, s => s.list_version(owner))
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<Vec<(String, u64)>> {
+        delegate!(self, s => s.apply(changes))
     }
 }

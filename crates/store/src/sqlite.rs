@@ -1,5 +1,7 @@
 //! The SQLite backend: one database file, safe to share between the server and the `msgr user` CLI.
 //!
+//! Accounts are implemented here, contact lists in `sqlite/contacts.rs`.
+//!
 //! Writes go through a single connection behind a mutex, because SQLite admits one writer at a time anyway and
 //! queueing in-process is cheaper than spinning on `SQLITE_BUSY`. Reads take a connection from a small pool, so
 //! that a burst of logins reads in parallel; in WAL mode readers never block the writer or each other. Another
@@ -348,5 +350,9 @@ impl AccountStore for SqliteStore {
     }
 }
 
+mod contacts;
+
+#[cfg(test)]
+mod contact_tests;
 #[cfg(test)]
 mod tests;

@@ -14,10 +14,16 @@ pub(crate) struct Migration {
 }
 
 /// The SQLite schema, in order.
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("sqlite/0001_accounts.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("sqlite/0001_accounts.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("sqlite/0002_contact_lists.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {
