@@ -1,2 +1,0 @@
-#[test]
-fn probe() { println!("{:?}", option_env!("CARGO_BIN_EXE_msgr")); }
