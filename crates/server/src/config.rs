@@ -58,6 +58,16 @@ pub struct LimitsConfig {
     pub hash_threads: usize,
     /// Seconds allowed for writing queued output to a peer before it is dropped.
     pub write_timeout_secs: u64,
+    /// `CHG`, `REA` and `PRP` a session may send in a burst before it is answered 800
+    /// ("changing too rapidly").
+    pub change_burst: u32,
+    /// Seconds for one more such change to be allowed after the burst is used up.
+    pub change_refill_secs: u64,
+    /// The list sizes and name lengths of the contact lists (`msgr_core::lists::Limits`).
+    pub max_forward: usize,
+    pub max_reverse: usize,
+    pub max_allow_block: usize,
+    pub max_groups: usize,
 }
 
 impl Default for Config {
@@ -80,6 +90,7 @@ impl Default for Config {
 impl Default for LimitsConfig {
     fn default() -> Self {
         let proto = msgr_proto::Limits::default();
+        let list = msgr_core::lists::Limits::default();
         LimitsConfig {
             max_line: proto.max_line,
             max_payload: proto.max_payload,
@@ -91,6 +102,15 @@ impl Default for LimitsConfig {
             ticket_ttl_secs: 300,
             hash_threads: 0,
             write_timeout_secs: 30,
+            // No official figure was published; the official clients rate-limited themselves
+            // to about one status change a second, so a burst of 10 and one a second after that
+            // never bothers a real client and stops a script flooding every watcher.
+            change_burst: 10,
+            change_refill_secs: 1,
+            max_forward: list.max_forward,
+            max_reverse: list.max_reverse,
+            max_allow_block: list.max_allow_block,
+            max_groups: list.max_groups,
         }
     }
 }
@@ -107,6 +127,16 @@ impl LimitsConfig {
     }
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)
+    }
+    /// The contact-list limits, the configured counts over the core's defaults.
+    pub fn lists(&self) -> msgr_core::lists::Limits {
+        msgr_core::lists::Limits {
+            max_forward: self.max_forward,
+            max_reverse: self.max_reverse,
+            max_allow_block: self.max_allow_block,
+            max_groups: self.max_groups,
+            ..msgr_core::lists::Limits::default()
+        }
     }
     pub fn codec(&self) -> msgr_proto::Limits {
         msgr_proto::Limits {

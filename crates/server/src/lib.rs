@@ -12,7 +12,8 @@ mod ns;
 pub mod passport;
 pub mod tls;
 
-use msgr_store::{Account, AccountStore, Store};
+use msgr_core::lists::{Change, ContactList};
+use msgr_store::{Account, AccountStore, ContactStore, Store};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
@@ -81,6 +82,50 @@ impl Shared {
         let store = self.store.clone();
         let email = email.to_owned();
         Ok(tokio::task::spawn_blocking(move || store.account(&email)).await??)
+    }
+
+    /// Loads `email`'s whole list state off the async workers.
+    pub async fn contact_list(&self, email: &str) -> Result<ContactList, LookupError> {
+        let store = self.store.clone();
+        let email = email.to_owned();
+        Ok(tokio::task::spawn_blocking(move || store.load_list(&email)).await??)
+    }
+
+    /// Just `email`'s list version.
+    pub async fn list_version(&self, email: &str) -> Result<u64, LookupError> {
+        let store = self.store.clone();
+        let email = email.to_owned();
+        Ok(tokio::task::spawn_blocking(move || store.list_version(&email)).await??)
+    }
+
+    /// `email`'s list state, or `None` if there is no such account.
+    pub async fn contact_list_if_exists(
+        &self,
+        email: &str,
+    ) -> Result<Option<ContactList>, LookupError> {
+        match self.contact_list(email).await {
+            Ok(l) => Ok(Some(l)),
+            Err(LookupError::Store(msgr_store::StoreError::AccountNotFound(_))) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Persists `changes` in one transaction; durable when this returns `Ok`. Returns each
+    /// owner's list version afterwards.
+    pub async fn apply_changes(
+        &self,
+        changes: Vec<Change>,
+    ) -> Result<Vec<(String, u64)>, LookupError> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.apply(&changes)).await??)
+    }
+
+    /// Stores a new display name for `email`; durable when this returns `Ok`.
+    pub async fn set_display_name(&self, email: &str, name: &str) -> Result<(), LookupError> {
+        let store = self.store.clone();
+        let email = email.to_owned();
+        let name = name.to_owned();
+        Ok(tokio::task::spawn_blocking(move || store.set_display_name(&email, &name)).await??)
     }
 
     /// Checks a Passport sign-in. `Ok(None)` for an unknown account or a wrong password,

@@ -76,6 +76,7 @@ pub(crate) async fn serve_connection<S>(
     let mut out = BytesMut::new();
     let (events_tx, mut events) = mpsc::channel(limits.event_queue);
     let mut session = NsSession::new(shared.clone(), peer, events_tx);
+    let kill = session.kill_token();
     tracing::debug!(%peer, "connected");
 
     loop {
@@ -86,6 +87,9 @@ pub(crate) async fn serve_connection<S>(
                 session.shutdown(&mut out);
                 Flow::Close
             }
+            // The hub found this session's event queue full: drop it rather than let its
+            // watchers wait or its queue grow.
+            _ = kill.cancelled() => break,
             Some(event) = events.recv() => {
                 let mut flow = session.event(event, &mut out);
                 while flow == Flow::Continue {

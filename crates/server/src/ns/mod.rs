@@ -10,6 +10,9 @@
 
 mod chl;
 mod cvr;
+mod lists;
+mod presence;
+mod syn;
 mod usr;
 mod ver;
 
@@ -20,8 +23,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Event, KickReason, SessionHandle};
+use crate::hub::{Event, KickReason, SessionHandle, UserState};
 use crate::Shared;
 
 /// What the transport should do after a frame or event has been handled.
@@ -51,6 +55,15 @@ struct OnlineUser {
     email: String,
     /// The challenge sent with `CHL` and not yet answered.
     challenge: Option<String>,
+    /// The display name, decoded; `NLN`/`ILN`/`ADD 0 RL` carry it to others.
+    name: String,
+    /// The contact list and presence, shared with the hub so that other sessions can apply
+    /// this user's privacy without a copy of it.
+    state: std::sync::Arc<UserState>,
+    /// Whether the first `CHG` has happened (and with it the `ILN` burst).
+    announced: bool,
+    /// Paces `CHG`, `REA` and `PRP` (800 when exhausted).
+    changes: presence::TokenBucket,
 }
 
 pub struct NsSession {
@@ -63,6 +76,8 @@ pub struct NsSession {
     /// When the session expires unless something resets it: the login deadline, then the
     /// idle deadline.
     deadline: Instant,
+    /// Cancelled by the hub when this session cannot keep up with its events.
+    kill: CancellationToken,
 }
 
 impl NsSession {
@@ -76,7 +91,14 @@ impl NsSession {
             events,
             state: State::Negotiating,
             deadline,
+            kill: CancellationToken::new(),
         }
+    }
+
+    /// Cancelled when the hub drops this session as a slow consumer; the transport closes the
+    /// connection when it fires.
+    pub fn kill_token(&self) -> CancellationToken {
+        self.kill.clone()
     }
 
     /// The dialect agreed with `VER`, once there is one.
@@ -123,6 +145,12 @@ impl NsSession {
             "PNG" => self.png(out),
             "QRY" => self.qry(&frame, trid, out),
             "OUT" => Flow::Close,
+            "SYN" | "LST" | "LSG" | "CHG" | "ADD" | "ADC" | "REM" | "ADG" | "RMG" | "REG"
+            | "GTC" | "BLP" | "PRP" | "REA" | "UUX"
+                if matches!(self.state, State::Online { .. }) =>
+            {
+                self.online_command(command, &frame, trid, out).await
+            }
             _ if is_known_ns_command(command) => {
                 if matches!(self.state, State::Online { .. }) {
                     // Known to the protocol but not served by this build yet.
@@ -170,6 +198,30 @@ impl NsSession {
                 write_line(out, "OUT", None, &[reason.out_param()]);
                 Flow::Close
             }
+            // Until its first CHG a session hears no presence: the ILN burst at that CHG is
+            // its snapshot, and anything earlier would arrive twice.
+            Event::Presence(notice) => {
+                if let State::Online { dialect, user } = &self.state {
+                    if user.announced {
+                        presence::write_notice(*dialect, &notice, out);
+                    }
+                }
+                Flow::Continue
+            }
+            Event::PersonalMessage(pm) => {
+                if let State::Online { dialect, user } = &self.state {
+                    if user.announced {
+                        presence::write_ubx(*dialect, &pm.from, pm.payload.as_deref(), out);
+                    }
+                }
+                Flow::Continue
+            }
+            Event::ListChanged { change, version } => {
+                if let State::Online { dialect, user } = &self.state {
+                    lists::peer_change(*dialect, user, &change, version, out);
+                }
+                Flow::Continue
+            }
         }
     }
 
@@ -207,10 +259,29 @@ impl NsSession {
         Flow::Continue
     }
 
-    fn hub_handle(&self) -> SessionHandle {
+    fn hub_handle(&self, state: std::sync::Arc<UserState>) -> SessionHandle {
         SessionHandle {
             id: self.id,
             events: self.events.clone(),
+            kill: self.kill.clone(),
+            state,
+        }
+    }
+
+    /// Routes the commands that need a logged-in session and the user's lists.
+    async fn online_command(
+        &mut self,
+        command: &str,
+        frame: &Frame,
+        trid: TrId,
+        out: &mut BytesMut,
+    ) -> Flow {
+        match command {
+            "SYN" => self.syn(frame, trid, out),
+            "LST" => self.lst(frame, trid, out),
+            "LSG" => self.lsg(trid, out),
+            "CHG" => self.chg(frame, trid, out),
+            _ => self.list_command(command, frame, trid, out).await,
         }
     }
 }
@@ -218,7 +289,11 @@ impl NsSession {
 impl Drop for NsSession {
     fn drop(&mut self) {
         if let State::Online { user, .. } = &self.state {
-            self.shared.hub.unregister(&user.email, self.id);
+            // Only the session still registered says goodbye: one replaced by a newer login
+            // of the same account (OUT OTH) must not make watchers see a spurious FLN.
+            if self.shared.hub.unregister(&user.email, self.id) {
+                presence::announce_offline(&self.shared.hub, &user.state);
+            }
             tracing::info!(peer = %self.peer, account = %user.email, "logged out");
         }
     }

@@ -18,7 +18,9 @@ use msgr_proto::{urlenc, Dialect, ErrorCode};
 use rand::Rng;
 use std::sync::atomic::Ordering;
 
+use super::presence::TokenBucket;
 use super::{chl, error, Flow, NsSession, OnlineUser, State};
+use crate::hub::UserState;
 use crate::passport::{ticket_from_usr, TicketRefusal};
 
 /// Step I is done; the session waits for step S.
@@ -183,7 +185,28 @@ impl NsSession {
             }
         }
 
-        self.shared.hub.register(&account.email, self.hub_handle());
+        // The list is loaded before the account is announced to the hub, so that no other
+        // session ever reads a half-initialised state.
+        let list = match self.shared.contact_list(&account.email).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(peer = %self.peer, account = %email, error = %e, "loading the contact list failed");
+                error(out, ErrorCode::DatabaseServerError, trid);
+                return Flow::Close;
+            }
+        };
+        let state = UserState::new(list);
+        self.shared
+            .hub
+            .register(&account.email, self.hub_handle(state.clone()));
+        // A peer's change committed between the load and the registration reached no session:
+        // reload if the stored version moved meanwhile.
+        let loaded = state.list().version;
+        if self.shared.list_version(&account.email).await.ok() != Some(loaded) {
+            if let Ok(list) = self.shared.contact_list(&account.email).await {
+                *state.list_mut() = list;
+            }
+        }
         let name = urlenc::encode(&account.display_name).into_owned();
         write_line(
             out,
@@ -198,6 +221,10 @@ impl NsSession {
         let mut user = OnlineUser {
             email: account.email,
             challenge: None,
+            name: account.display_name,
+            state,
+            announced: false,
+            changes: TokenBucket::new(&self.shared.config.limits),
         };
         if chl::challenges(dialect) {
             Self::send_challenge(&mut user, out);

@@ -1,0 +1,462 @@
+//! `SYN`: the client names the list version it has cached; the server answers with its own and,
+//! unless the two are equal, sends the whole list state.
+//!
+//! | dialect | request | up to date | otherwise, after the `SYN` line |
+//! |---|---|---|---|
+//! | MSNP2–MSNP4 | `SYN t v` | `SYN t ver` | `GTC t ver A`, `BLP t ver AL`, then per list FL AL BL RL: `LST t L ver i n email nick` (i of n), or `LST t L ver 0 0` if empty |
+//! | MSNP5–MSNP6 | as above | as above | as above, with `PRP t ver PROP [value]` for all five properties after `BLP` |
+//! | MSNP7 | as above | as above | as MSNP5, with `LSG t ver i n id name 0` per group before the lists and the groups (`0` if none) after each FL entry |
+//! | MSNP8–MSNP9 | `SYN t v` | `SYN t ver` | `SYN t ver ncontacts ngroups`, then without TrIDs: `GTC A`, `BLP AL`, `PRP PROP value` per property set, `LSG id name 0`, `LST email nick bits [groups]` once per contact |
+//! | MSNP10–MSNP12 | `SYN t v sv` | `SYN t ver ver` | `SYN t ver ver ncontacts ngroups`, `GTC`, `BLP`, `PRP MFN name`, phones set, `LSG name guid`, `LST N=email F=nick C=guid bits [groupguids]` (forward-list contacts) or `LST N=email bits` (others) |
+//!
+//! `bits` is the list mask FL=1 AL=2 BL=4 RL=8; groups (MSNP7–9 ids, MSNP10+ GUIDs) are
+//! comma-separated and only given for forward-list contacts. msgr keeps one version for the
+//! lists and the settings, so MSNP10+ sees the same number twice. MSNP10+ has no group 0 (a
+//! contact with no group is simply ungrouped), so group 0 is neither listed nor counted there.
+//! Contacts' phone numbers (`BPR`) are not sent yet.
+//!
+//! MSNP2–MSNP7 clients may also ask for one list (`LST t L`, answered as in `SYN`) or, in
+//! MSNP7, the groups (`LSG t`); later dialects only ever receive those lines.
+
+use bytes::BytesMut;
+use msgr_core::lists::{Contact, ContactList, List, Property};
+use msgr_proto::frame::{write_line, Frame, TrId};
+use msgr_proto::{urlenc, Dialect, ErrorCode};
+
+use super::{error, Flow, NsSession, State};
+
+/// The three shapes `SYN` has had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Generation {
+    /// MSNP2–MSNP7: TrIDs and list versions on every line, one `LST` per list entry.
+    Iterated,
+    /// MSNP8–MSNP9: counts on `SYN`, one `LST` per contact with its list mask.
+    Counted,
+    /// MSNP10–MSNP12: GUIDs, `N=`/`F=`/`C=` parameters.
+    Guids,
+}
+
+fn generation(dialect: Dialect) -> Generation {
+    match dialect {
+        Dialect::Msnp2
+        | Dialect::Msnp3
+        | Dialect::Msnp4
+        | Dialect::Msnp5
+        | Dialect::Msnp6
+        | Dialect::Msnp7 => Generation::Iterated,
+        Dialect::Msnp8 | Dialect::Msnp9 => Generation::Counted,
+        Dialect::Msnp10 | Dialect::Msnp11 | Dialect::Msnp12 => Generation::Guids,
+    }
+}
+
+/// Whether the dialect has groups (`LSG`, and groups on `LST FL`).
+fn has_groups(dialect: Dialect) -> bool {
+    dialect >= Dialect::Msnp7
+}
+
+/// Whether the dialect has `PRP` phone properties.
+fn has_properties(dialect: Dialect) -> bool {
+    dialect >= Dialect::Msnp5
+}
+
+impl NsSession {
+    pub(super) fn syn(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {
+        let State::Online { dialect, user } = &self.state else {
+            error(out, ErrorCode::NotLoggedIn, trid);
+            return Flow::Continue;
+        };
+        let params = frame.params();
+        let Some(cached) = params.first() else {
+            error(out, ErrorCode::InvalidParameter, trid);
+            return Flow::Continue;
+        };
+        // A version msgr never handed out (such as the timestamps of later ABCH-migrated
+        // servers) simply means the client's copy is not ours: it gets the whole list.
+        let cached = cached.parse::<u64>().unwrap_or(u64::MAX);
+        let list = user.state.list();
+        write_syn(*dialect, trid, &list, &user.name, cached, out);
+        Flow::Continue
+    }
+}
+
+impl NsSession {
+    /// `LST t L` (MSNP2–MSNP7): one list, in the iterated form `SYN` uses. From MSNP8 on
+    /// `LST` is only ever sent by the server, so a client's is 200.
+    pub(super) fn lst(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {
+        let State::Online { dialect, user } = &self.state else {
+            error(out, ErrorCode::NotLoggedIn, trid);
+            return Flow::Continue;
+        };
+        if generation(*dialect) != Generation::Iterated {
+            error(out, ErrorCode::SyntaxError, trid);
+            return Flow::Continue;
+        }
+        let Some(l) = frame.params().first().and_then(|t| List::from_token(t)) else {
+            error(out, ErrorCode::InvalidParameter, trid);
+            return Flow::Continue;
+        };
+        write_iterated_list(*dialect, trid, &user.state.list(), l, out);
+        Flow::Continue
+    }
+
+    /// `LSG t` (MSNP7): the groups, as in `SYN`.
+    pub(super) fn lsg(&mut self, trid: TrId, out: &mut BytesMut) -> Flow {
+        let State::Online { dialect, user } = &self.state else {
+            error(out, ErrorCode::NotLoggedIn, trid);
+            return Flow::Continue;
+        };
+        if *dialect != Dialect::Msnp7 {
+            error(out, ErrorCode::SyntaxError, trid);
+            return Flow::Continue;
+        }
+        write_iterated_groups(trid, &user.state.list(), out);
+        Flow::Continue
+    }
+}
+
+/// Writes the whole `SYN` answer for `list` in `dialect`. `name` is the account's display
+/// name, decoded; `cached` the version the client has.
+pub(super) fn write_syn(
+    dialect: Dialect,
+    trid: TrId,
+    list: &ContactList,
+    name: &str,
+    cached: u64,
+    out: &mut BytesMut,
+) {
+    let ver = list.version.to_string();
+    let gen = generation(dialect);
+    let up_to_date = cached == list.version;
+    match gen {
+        Generation::Iterated | Generation::Counted if up_to_date => {
+            write_line(out, "SYN", Some(trid), &[&ver]);
+            return;
+        }
+        Generation::Guids if up_to_date => {
+            write_line(out, "SYN", Some(trid), &[&ver, &ver]);
+            return;
+        }
+        _ => {}
+    }
+    let gtc = list.settings.gtc.token();
+    let blp = list.settings.blp.token();
+    match gen {
+        Generation::Iterated => {
+            write_line(out, "SYN", Some(trid), &[&ver]);
+            write_line(out, "GTC", Some(trid), &[&ver, gtc]);
+            write_line(out, "BLP", Some(trid), &[&ver, blp]);
+            if has_properties(dialect) {
+                for p in Property::ALL {
+                    let value = list.settings.phones.get(p).map(urlenc::encode);
+                    let mut args = vec![ver.as_str(), p.token()];
+                    if let Some(v) = value.as_deref() {
+                        args.push(v);
+                    }
+                    write_line(out, "PRP", Some(trid), &args);
+                }
+            }
+            if has_groups(dialect) {
+                write_iterated_groups(trid, list, out);
+            }
+            for l in List::ALL {
+                write_iterated_list(dialect, trid, list, l, out);
+            }
+        }
+        Generation::Counted => {
+            let nc = list.contacts.len().to_string();
+            let ng = list.groups.len().to_string();
+            write_line(out, "SYN", Some(trid), &[&ver, &nc, &ng]);
+            write_line(out, "GTC", None, &[gtc]);
+            write_line(out, "BLP", None, &[blp]);
+            write_set_properties(list, out);
+            for g in list.groups.values() {
+                let id = g.id.to_string();
+                write_line(out, "LSG", None, &[&id, &urlenc::encode(&g.name), "0"]);
+            }
+            for c in list.contacts.values() {
+                let nick = urlenc::encode(&c.nickname);
+                let bits = c.lists.bits().to_string();
+                let groups = group_ids(c);
+                let mut args = vec![c.email.as_str(), &nick, &bits];
+                if c.lists.contains(List::Forward) {
+                    args.push(&groups);
+                }
+                write_line(out, "LST", None, &args);
+            }
+        }
+        Generation::Guids => {
+            let nc = list.contacts.len().to_string();
+            let ng = list
+                .groups
+                .keys()
+                .filter(|id| **id != 0)
+                .count()
+                .to_string();
+            write_line(out, "SYN", Some(trid), &[&ver, &ver, &nc, &ng]);
+            write_line(out, "GTC", None, &[gtc]);
+            write_line(out, "BLP", None, &[blp]);
+            write_line(out, "PRP", None, &["MFN", &urlenc::encode(name)]);
+            write_set_properties(list, out);
+            for g in list.groups.values().filter(|g| g.id != 0) {
+                write_line(
+                    out,
+                    "LSG",
+                    None,
+                    &[&urlenc::encode(&g.name), g.guid.as_str()],
+                );
+            }
+            for c in list.contacts.values() {
+                let n = format!("N={}", c.email);
+                let bits = c.lists.bits().to_string();
+                if c.lists.contains(List::Forward) {
+                    let f = format!("F={}", urlenc::encode(&c.nickname));
+                    let guid = format!("C={}", c.guid);
+                    let groups = group_guids(list, c);
+                    let mut args = vec![n.as_str(), &f, &guid, &bits];
+                    if !groups.is_empty() {
+                        args.push(&groups);
+                    }
+                    write_line(out, "LST", None, &args);
+                } else {
+                    write_line(out, "LST", None, &[&n, &bits]);
+                }
+            }
+        }
+    }
+}
+
+/// `LSG t ver i n id name 0` for every group (MSNP7).
+fn write_iterated_groups(trid: TrId, list: &ContactList, out: &mut BytesMut) {
+    let ver = list.version.to_string();
+    let n = list.groups.len().to_string();
+    for (i, g) in list.groups.values().enumerate() {
+        let i = (i + 1).to_string();
+        let id = g.id.to_string();
+        let name = urlenc::encode(&g.name);
+        write_line(out, "LSG", Some(trid), &[&ver, &i, &n, &id, &name, "0"]);
+    }
+}
+
+/// `LST t L ver i n email nick [groups]` for every member of `l`, or `LST t L ver 0 0`.
+fn write_iterated_list(
+    dialect: Dialect,
+    trid: TrId,
+    list: &ContactList,
+    l: List,
+    out: &mut BytesMut,
+) {
+    let ver = list.version.to_string();
+    let members: Vec<&Contact> = list.members(l).collect();
+    if members.is_empty() {
+        write_line(out, "LST", Some(trid), &[l.token(), &ver, "0", "0"]);
+        return;
+    }
+    let n = members.len().to_string();
+    for (i, c) in members.iter().enumerate() {
+        let i = (i + 1).to_string();
+        let nick = urlenc::encode(&c.nickname);
+        let groups = group_ids(c);
+        let mut args = vec![l.token(), &ver, &i, &n, &c.email, &nick];
+        if l == List::Forward && has_groups(dialect) {
+            args.push(&groups);
+        }
+        write_line(out, "LST", Some(trid), &args);
+    }
+}
+
+/// `PRP PROP value` for each property that is set (phones) or on (flags), MSNP8+.
+fn write_set_properties(list: &ContactList, out: &mut BytesMut) {
+    for p in Property::ALL {
+        match list.settings.phones.get(p) {
+            Some("N") | None if p.is_flag() => {}
+            None => {}
+            Some(v) => write_line(out, "PRP", None, &[p.token(), &urlenc::encode(v)]),
+        }
+    }
+}
+
+/// The MSNP7–9 groups field: comma-separated ids, `0` for a contact in no group.
+pub(super) fn group_ids(c: &Contact) -> String {
+    if c.groups.is_empty() {
+        return "0".to_owned();
+    }
+    let ids: Vec<String> = c.groups.iter().map(u32::to_string).collect();
+    ids.join(",")
+}
+
+/// The MSNP10+ groups field: comma-separated GUIDs, empty for an ungrouped contact (group 0
+/// does not exist there).
+fn group_guids(list: &ContactList, c: &Contact) -> String {
+    let guids: Vec<&str> = c
+        .groups
+        .iter()
+        .filter(|id| **id != 0)
+        .filter_map(|id| list.groups.get(id))
+        .map(|g| g.guid.as_str())
+        .collect();
+    guids.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use msgr_core::lists::{Blp, Change, ChangeKind, Guid};
+
+    const G0: &str = "00000000-0000-0000-0000-000000000000";
+    const G1: &str = "11111111-1111-1111-1111-111111111111";
+    const C1: &str = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa";
+    const C2: &str = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb";
+
+    /// alice: bob on FL (group 1) and AL and RL; carol blocked; BLP BL; group 1 "Work Mates".
+    fn sample() -> ContactList {
+        let mut l = ContactList::new("alice@x.com", Guid::parse(G0).unwrap());
+        let ch = |kind| Change {
+            owner: "alice@x.com".into(),
+            kind,
+        };
+        for kind in [
+            ChangeKind::AddGroup {
+                id: 1,
+                guid: Guid::parse(G1).unwrap(),
+                name: "Work Mates".into(),
+            },
+            ChangeKind::AddToList {
+                email: "bob@x.com".into(),
+                list: List::Forward,
+                nickname: "Bob B".into(),
+                guid: Guid::parse(C1).unwrap(),
+                group: Some(1),
+            },
+            ChangeKind::AddToList {
+                email: "bob@x.com".into(),
+                list: List::Allow,
+                nickname: "Bob B".into(),
+                guid: Guid::parse(C1).unwrap(),
+                group: None,
+            },
+            ChangeKind::AddToList {
+                email: "bob@x.com".into(),
+                list: List::Reverse,
+                nickname: "Bob B".into(),
+                guid: Guid::parse(C1).unwrap(),
+                group: None,
+            },
+            ChangeKind::AddToList {
+                email: "carol@x.com".into(),
+                list: List::Block,
+                nickname: "carol@x.com".into(),
+                guid: Guid::parse(C2).unwrap(),
+                group: None,
+            },
+            ChangeKind::SetBlp(Blp::Block),
+            ChangeKind::SetProperty(Property::HomePhone, Some("01 234".into())),
+        ] {
+            l.apply(&ch(kind));
+        }
+        l
+    }
+
+    fn render(d: Dialect, cached: u64) -> Vec<String> {
+        let mut out = BytesMut::new();
+        write_syn(d, TrId(8), &sample(), "Alice A", cached, &mut out);
+        String::from_utf8(out.to_vec())
+            .unwrap()
+            .split_terminator("\r\n")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn up_to_date_is_one_line() {
+        assert_eq!(render(Dialect::Msnp5, 7), ["SYN 8 7"]);
+        assert_eq!(render(Dialect::Msnp8, 7), ["SYN 8 7"]);
+        assert_eq!(render(Dialect::Msnp12, 7), ["SYN 8 7 7"]);
+    }
+
+    #[test]
+    fn msnp2_iterates_every_list() {
+        assert_eq!(
+            render(Dialect::Msnp2, 0),
+            [
+                "SYN 8 7",
+                "GTC 8 7 A",
+                "BLP 8 7 BL",
+                "LST 8 FL 7 1 1 bob@x.com Bob%20B",
+                "LST 8 AL 7 1 1 bob@x.com Bob%20B",
+                "LST 8 BL 7 1 1 carol@x.com carol@x.com",
+                "LST 8 RL 7 1 1 bob@x.com Bob%20B",
+            ]
+        );
+    }
+
+    #[test]
+    fn msnp7_adds_properties_and_groups() {
+        assert_eq!(
+            render(Dialect::Msnp7, 3),
+            [
+                "SYN 8 7",
+                "GTC 8 7 A",
+                "BLP 8 7 BL",
+                "PRP 8 7 PHH 01%20234",
+                "PRP 8 7 PHW",
+                "PRP 8 7 PHM",
+                "PRP 8 7 MOB N",
+                "PRP 8 7 MBE N",
+                "LSG 8 7 1 2 0 Other%20Contacts 0",
+                "LSG 8 7 2 2 1 Work%20Mates 0",
+                "LST 8 FL 7 1 1 bob@x.com Bob%20B 1",
+                "LST 8 AL 7 1 1 bob@x.com Bob%20B",
+                "LST 8 BL 7 1 1 carol@x.com carol@x.com",
+                "LST 8 RL 7 1 1 bob@x.com Bob%20B",
+            ]
+        );
+    }
+
+    #[test]
+    fn msnp8_counts_like_the_seed() {
+        assert_eq!(
+            render(Dialect::Msnp8, 0),
+            [
+                "SYN 8 7 2 2",
+                "GTC A",
+                "BLP BL",
+                "PRP PHH 01%20234",
+                "LSG 0 Other%20Contacts 0",
+                "LSG 1 Work%20Mates 0",
+                "LST bob@x.com Bob%20B 11 1",
+                "LST carol@x.com carol@x.com 4",
+            ]
+        );
+    }
+
+    #[test]
+    fn msnp10_uses_guids() {
+        for d in [Dialect::Msnp10, Dialect::Msnp11, Dialect::Msnp12] {
+            assert_eq!(
+                render(d, 0),
+                [
+                    "SYN 8 7 7 2 1",
+                    "GTC A",
+                    "BLP BL",
+                    "PRP MFN Alice%20A",
+                    "PRP PHH 01%20234",
+                    &format!("LSG Work%20Mates {G1}"),
+                    &format!("LST N=bob@x.com F=Bob%20B C={C1} 11 {G1}"),
+                    "LST N=carol@x.com 4",
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn empty_list_forms() {
+        let l = ContactList::new("a@x.com", Guid::parse(G0).unwrap());
+        let mut out = BytesMut::new();
+        write_syn(Dialect::Msnp3, TrId(2), &l, "A", 5, &mut out);
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "SYN 2 0\r\nGTC 2 0 A\r\nBLP 2 0 AL\r\nLST 2 FL 0 0 0\r\nLST 2 AL 0 0 0\r\nLST 2 BL 0 0 0\r\nLST 2 RL 0 0 0\r\n"
+        );
+    }
+}
