@@ -64,6 +64,17 @@ async fn unknown_command_is_200_and_connection_stays() -> Result<()> {
 }
 
 #[tokio::test]
+async fn blank_lines_are_ignored() -> Result<()> {
+    let (server, by) = setup(ServerOptions::default()).await?;
+    let mut c = server.connect().await?;
+    // A stray CRLF, a line of blanks and tabs, then a real command: only VER is answered.
+    c.send_raw(b"\r\n  \t \r\nVER 1 MSNP8 CVR0\r\n").await?;
+    c.expect_line("VER 1 MSNP8 CVR0").await?;
+    c.ping().await?;
+    finish(server, by).await
+}
+
+#[tokio::test]
 async fn commands_before_login_are_302() -> Result<()> {
     let (server, by) = setup(ServerOptions::default()).await?;
     let mut c = server.connect().await?;

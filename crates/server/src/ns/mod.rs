@@ -127,6 +127,11 @@ impl NsSession {
             self.deadline = Instant::now() + self.shared.config.limits.idle_timeout();
         }
         let command = frame.command();
+        if command.is_empty() {
+            // Some clients send a stray CRLF (e.g. after a QRY payload); the official servers
+            // ignored blank lines, so answering them would only confuse such clients.
+            return Flow::Continue;
+        }
         let trid = frame.trid();
         // Commands with a TrID must carry a well-formed one: without it there is nothing to
         // echo, so the reply uses 0, as the official servers did for garbage.
