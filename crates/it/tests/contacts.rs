@@ -50,6 +50,11 @@ fn alice_list(d: Dialect) -> Vec<String> {
             "PRP 7 1 MBE N",
             "LSG 7 1 1 1 0 Other%20Contacts 0",
             "LST 7 FL 1 1 1 bob@x.com Bob%20N 0",
+            // bob's own phones (none set), as MSNP5-7 list every one after each FL entry.
+            "BPR 1 bob@x.com PHH",
+            "BPR 1 bob@x.com PHW",
+            "BPR 1 bob@x.com PHM",
+            "BPR 1 bob@x.com MOB N",
             "LST 7 AL 1 0 0",
             "LST 7 BL 1 0 0",
             "LST 7 RL 1 0 0",

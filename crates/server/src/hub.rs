@@ -39,6 +39,13 @@ pub enum Event {
     },
     /// A watched contact's `UUX` personal message (MSNP11+ watchers show it with `UBX`).
     PersonalMessage(Arc<PersonalMessage>),
+    /// A contact on this user's forward list changed a phone property with `PRP`. The store
+    /// moved this user's list version to `version` (its cached `BPR` lines are stale); `notice`
+    /// is there when the contact's privacy lets this user see it (`BPR`).
+    ContactProperty {
+        notice: Option<Arc<PropertyNotice>>,
+        version: u64,
+    },
 }
 
 /// One user's presence, as watchers are told about it.
@@ -53,6 +60,16 @@ pub struct PresenceNotice {
     pub caps: ClientCaps,
     /// The MSN object (MSNP9+), URL-encoded, exactly as the client sent it.
     pub msnobj: Option<String>,
+}
+
+/// A contact's new phone property, to relay as `BPR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyNotice {
+    /// The contact, lowercased.
+    pub from: String,
+    pub property: msgr_core::lists::Property,
+    /// The new value, decoded; `None` when cleared.
+    pub value: Option<String>,
 }
 
 /// A `UUX` payload to relay as `UBX`.
@@ -238,6 +255,16 @@ impl Hub {
         for w in watchers {
             if let Some(h) = online.get(w) {
                 h.deliver(w, event.clone());
+            }
+        }
+    }
+
+    /// Sends each event to its user if online, under one lock of the map.
+    pub fn send_all(&self, events: impl IntoIterator<Item = (String, Event)>) {
+        let online = self.map();
+        for (user, event) in events {
+            if let Some(h) = online.get(&user) {
+                h.deliver(&user, event);
             }
         }
     }

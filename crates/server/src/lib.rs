@@ -98,6 +98,24 @@ impl Shared {
         Ok(tokio::task::spawn_blocking(move || store.list_version(&email)).await??)
     }
 
+    /// The phones of `email`'s forward-list contacts that may be shown to it (`BPR` in `SYN`).
+    pub async fn contact_phones(
+        &self,
+        email: &str,
+    ) -> Result<std::collections::HashMap<String, msgr_core::lists::Phones>, LookupError> {
+        let store = self.store.clone();
+        let email = email.to_owned();
+        Ok(tokio::task::spawn_blocking(move || store.contact_phones(&email)).await??)
+    }
+
+    /// Moves the list version of everyone who has `email` on the forward list (its phones
+    /// changed); durable when this returns `Ok`. Returns each of them with the new version.
+    pub async fn touch_watchers(&self, email: &str) -> Result<Vec<(String, u64)>, LookupError> {
+        let store = self.store.clone();
+        let email = email.to_owned();
+        Ok(tokio::task::spawn_blocking(move || store.touch_watchers(&email)).await??)
+    }
+
     /// `email`'s list state, or `None` if there is no such account.
     pub async fn contact_list_if_exists(
         &self,

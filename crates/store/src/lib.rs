@@ -13,10 +13,11 @@ mod error;
 mod migrations;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use msgr_core::lists::{Change, ContactList};
+use msgr_core::lists::{Change, ContactList, Phones};
 
 pub use error::StoreError;
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -137,6 +138,17 @@ pub trait ContactStore: Send + Sync {
     /// the order owners first appear. An owner without an account fails the whole call with
     /// [`StoreError::AccountNotFound`]. On `Ok` the changes are durable.
     fn apply(&self, changes: &[Change]) -> Result<Vec<(String, u64)>>;
+
+    /// The phone settings of `owner`'s forward-list contacts, in one query, for the `BPR` lines of `SYN`:
+    /// keyed by contact e-mail (lowercase), and only for contacts that have an account, have set a phone
+    /// number or `MOB Y`, and whose own privacy lets `owner` see them (not blocked; allowed, or `BLP AL`).
+    /// An unknown `owner` yields an empty map.
+    fn contact_phones(&self, owner: &str) -> Result<HashMap<String, Phones>>;
+
+    /// `contact`'s phones changed: adds one to the list version of every account that has `contact` on its
+    /// forward list (their cached copies hold those phones as `BPR`), in one transaction. Returns each such
+    /// account with its new version. On `Ok` the bump is durable.
+    fn touch_watchers(&self, contact: &str) -> Result<Vec<(String, u64)>>;
 }
 
 /// The storage backend chosen at start-up.
@@ -215,5 +227,13 @@ impl ContactStore for Store {
 
     fn apply(&self, changes: &[Change]) -> Result<Vec<(String, u64)>> {
         delegate!(self, s => s.apply(changes))
+    }
+
+    fn contact_phones(&self, owner: &str) -> Result<HashMap<String, Phones>> {
+        delegate!(self, s => s.contact_phones(owner))
+    }
+
+    fn touch_watchers(&self, contact: &str) -> Result<Vec<(String, u64)>> {
+        delegate!(self, s => s.touch_watchers(contact))
     }
 }

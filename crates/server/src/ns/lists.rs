@@ -1,5 +1,6 @@
 //! List and settings changes: `ADD`/`ADC`, `REM`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`, `PRP`,
-//! `REA`, `UUX`, and the notices their peers receive.
+//! `REA`, `UUX`, and the notices their peers receive (a phone set with `PRP` reaches watchers as
+//! `BPR`, see `bpr.rs`).
 //!
 //! Every change follows one path: parse the dialect's form, let the core operation decide
 //! (loading the peer's list from the store when the operation needs it), persist with
@@ -37,7 +38,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{error, presence, Flow, NsSession, OnlineUser, State};
-use crate::hub::{Event, PersonalMessage, PresenceNotice};
+use crate::hub::{Event, PersonalMessage, PresenceNotice, PropertyNotice};
 
 /// Whether list replies carry the list version (MSNP2–9) or GUIDs (MSNP10+).
 fn versioned(dialect: Dialect) -> bool {
@@ -648,6 +649,39 @@ impl NsSession {
             args.push(r);
         }
         write_line(out, "PRP", Some(trid), &args);
+        self.announce_property(property).await
+    }
+
+    /// After a `PRP` phone change: those who have this user on their forward list get a new
+    /// list version, and the ones its privacy lets see it a `BPR` (see `bpr.rs`).
+    async fn announce_property(&mut self, property: Property) -> Outcome {
+        let shared = self.shared.clone();
+        let email = self.user()?.email.clone();
+        // The change itself is stored and acknowledged; a failure here only leaves watchers'
+        // cached copies one change behind until their next list change.
+        let touched = match shared.touch_watchers(&email).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "moving watchers' list versions failed");
+                return Ok(());
+            }
+        };
+        let user = self.user()?;
+        let (notice, seen) = {
+            let list = user.state.list();
+            let notice = Arc::new(PropertyNotice {
+                from: email,
+                property,
+                value: list.settings.phones.get(property).map(str::to_owned),
+            });
+            (notice, audience(&list))
+        };
+        shared
+            .hub
+            .send_all(touched.into_iter().map(|(watcher, version)| {
+                let notice = seen.contains(&watcher).then(|| notice.clone());
+                (watcher, Event::ContactProperty { notice, version })
+            }));
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 //! Each command lives in its own module with its dialect table next to it; this module only
 //! routes a command name to its handler and knows which state each command needs.
 
+mod bpr;
 mod chl;
 mod cvr;
 mod lists;
@@ -221,6 +222,12 @@ impl NsSession {
                 }
                 Flow::Continue
             }
+            Event::ContactProperty { notice, version } => {
+                if let State::Online { dialect, user } = &self.state {
+                    bpr::contact_changed(*dialect, user, notice.as_deref(), version, out);
+                }
+                Flow::Continue
+            }
             Event::ListChanged { change, version } => {
                 if let State::Online { dialect, user } = &self.state {
                     lists::peer_change(*dialect, user, &change, version, out);
@@ -282,7 +289,7 @@ impl NsSession {
         out: &mut BytesMut,
     ) -> Flow {
         match command {
-            "SYN" => self.syn(frame, trid, out),
+            "SYN" => self.syn(frame, trid, out).await,
             "LST" => self.lst(frame, trid, out),
             "LSG" => self.lsg(trid, out),
             "CHG" => self.chg(frame, trid, out),

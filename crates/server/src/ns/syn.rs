@@ -13,17 +13,20 @@
 //! comma-separated and only given for forward-list contacts. msgr keeps one version for the
 //! lists and the settings, so MSNP10+ sees the same number twice. MSNP10+ has no group 0 (a
 //! contact with no group is simply ungrouped), so group 0 is neither listed nor counted there.
-//! Contacts' phone numbers (`BPR`) are not sent yet.
+//! Contacts' own phone settings follow their `LST` lines as `BPR` (see `bpr.rs` for the forms):
+//! after each `LST t FL` entry in MSNP5–MSNP7, after each forward-list contact's `LST` from
+//! MSNP8. They are read with one store query per full `SYN`; `LST t FL` alone has none.
 //!
 //! MSNP2–MSNP7 clients may also ask for one list (`LST t L`, answered as in `SYN`) or, in
 //! MSNP7, the groups (`LSG t`); later dialects only ever receive those lines.
 
 use bytes::BytesMut;
-use msgr_core::lists::{Contact, ContactList, List, Property};
+use msgr_core::lists::{Contact, ContactList, List, Phones, Property};
 use msgr_proto::frame::{write_line, Frame, TrId};
 use msgr_proto::{urlenc, Dialect, ErrorCode};
+use std::collections::HashMap;
 
-use super::{error, Flow, NsSession, State};
+use super::{bpr, error, Flow, NsSession, State};
 
 /// The three shapes `SYN` has had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +63,7 @@ fn has_properties(dialect: Dialect) -> bool {
 }
 
 impl NsSession {
-    pub(super) fn syn(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {
+    pub(super) async fn syn(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {
         let State::Online { dialect, user } = &self.state else {
             error(out, ErrorCode::NotLoggedIn, trid);
             return Flow::Continue;
@@ -73,8 +76,25 @@ impl NsSession {
         // A version msgr never handed out (such as the timestamps of later ABCH-migrated
         // servers) simply means the client's copy is not ours: it gets the whole list.
         let cached = cached.parse::<u64>().unwrap_or(u64::MAX);
+        let (dialect, email) = (*dialect, user.email.clone());
+        let up_to_date = cached == user.state.list().version;
+        let phones = if up_to_date || bpr_free(dialect) {
+            HashMap::new()
+        } else {
+            match self.shared.contact_phones(&email).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "loading contacts' phones failed");
+                    error(out, ErrorCode::DatabaseServerError, trid);
+                    return Flow::Continue;
+                }
+            }
+        };
+        let State::Online { user, .. } = &self.state else {
+            return Flow::Continue;
+        };
         let list = user.state.list();
-        write_syn(*dialect, trid, &list, &user.name, cached, out);
+        write_syn(dialect, trid, &list, &user.name, cached, &phones, out);
         Flow::Continue
     }
 }
@@ -95,7 +115,7 @@ impl NsSession {
             error(out, ErrorCode::InvalidParameter, trid);
             return Flow::Continue;
         };
-        write_iterated_list(*dialect, trid, &user.state.list(), l, out);
+        write_iterated_list(*dialect, trid, &user.state.list(), l, None, out);
         Flow::Continue
     }
 
@@ -114,14 +134,21 @@ impl NsSession {
     }
 }
 
+/// Whether the dialect has no `BPR` (MSNP2–MSNP4), so `SYN` needs no phones.
+fn bpr_free(dialect: Dialect) -> bool {
+    !has_properties(dialect)
+}
+
 /// Writes the whole `SYN` answer for `list` in `dialect`. `name` is the account's display
-/// name, decoded; `cached` the version the client has.
+/// name, decoded; `cached` the version the client has; `phones` the forward-list contacts'
+/// phones it may see (`BPR`), by e-mail.
 pub(super) fn write_syn(
     dialect: Dialect,
     trid: TrId,
     list: &ContactList,
     name: &str,
     cached: u64,
+    phones: &HashMap<String, Phones>,
     out: &mut BytesMut,
 ) {
     let ver = list.version.to_string();
@@ -159,7 +186,7 @@ pub(super) fn write_syn(
                 write_iterated_groups(trid, list, out);
             }
             for l in List::ALL {
-                write_iterated_list(dialect, trid, list, l, out);
+                write_iterated_list(dialect, trid, list, l, Some(phones), out);
             }
         }
         Generation::Counted => {
@@ -182,6 +209,9 @@ pub(super) fn write_syn(
                     args.push(&groups);
                 }
                 write_line(out, "LST", None, &args);
+                if c.lists.contains(List::Forward) {
+                    bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&c.email), out);
+                }
             }
         }
         Generation::Guids => {
@@ -217,6 +247,7 @@ pub(super) fn write_syn(
                         args.push(&groups);
                     }
                     write_line(out, "LST", None, &args);
+                    bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&c.email), out);
                 } else {
                     write_line(out, "LST", None, &[&n, &bits]);
                 }
@@ -237,12 +268,14 @@ fn write_iterated_groups(trid: TrId, list: &ContactList, out: &mut BytesMut) {
     }
 }
 
-/// `LST t L ver i n email nick [groups]` for every member of `l`, or `LST t L ver 0 0`.
+/// `LST t L ver i n email nick [groups]` for every member of `l`, or `LST t L ver 0 0`; with
+/// `phones`, each forward-list entry is followed by its `BPR` lines.
 fn write_iterated_list(
     dialect: Dialect,
     trid: TrId,
     list: &ContactList,
     l: List,
+    phones: Option<&HashMap<String, Phones>>,
     out: &mut BytesMut,
 ) {
     let ver = list.version.to_string();
@@ -261,6 +294,9 @@ fn write_iterated_list(
             args.push(&groups);
         }
         write_line(out, "LST", Some(trid), &args);
+        if let (List::Forward, Some(phones)) = (l, phones) {
+            bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&c.email), out);
+        }
     }
 }
 
@@ -359,7 +395,16 @@ mod tests {
 
     fn render(d: Dialect, cached: u64) -> Vec<String> {
         let mut out = BytesMut::new();
-        write_syn(d, TrId(8), &sample(), "Alice A", cached, &mut out);
+        let mut phones = HashMap::new();
+        phones.insert(
+            "bob@x.com".to_owned(),
+            Phones {
+                home: Some("01 234".into()),
+                mobile_contact: true,
+                ..Phones::default()
+            },
+        );
+        write_syn(d, TrId(8), &sample(), "Alice A", cached, &phones, &mut out);
         String::from_utf8(out.to_vec())
             .unwrap()
             .split_terminator("\r\n")
@@ -406,6 +451,10 @@ mod tests {
                 "LSG 8 7 1 2 0 Other%20Contacts 0",
                 "LSG 8 7 2 2 1 Work%20Mates 0",
                 "LST 8 FL 7 1 1 bob@x.com Bob%20B 1",
+                "BPR 7 bob@x.com PHH 01%20234",
+                "BPR 7 bob@x.com PHW",
+                "BPR 7 bob@x.com PHM",
+                "BPR 7 bob@x.com MOB Y",
                 "LST 8 AL 7 1 1 bob@x.com Bob%20B",
                 "LST 8 BL 7 1 1 carol@x.com carol@x.com",
                 "LST 8 RL 7 1 1 bob@x.com Bob%20B",
@@ -425,6 +474,8 @@ mod tests {
                 "LSG 0 Other%20Contacts 0",
                 "LSG 1 Work%20Mates 0",
                 "LST bob@x.com Bob%20B 11 1",
+                "BPR PHH 01%20234",
+                "BPR MOB Y",
                 "LST carol@x.com carol@x.com 4",
             ]
         );
@@ -443,6 +494,8 @@ mod tests {
                     "PRP PHH 01%20234",
                     &format!("LSG Work%20Mates {G1}"),
                     &format!("LST N=bob@x.com F=Bob%20B C={C1} 11 {G1}"),
+                    "BPR PHH 01%20234",
+                    "BPR MOB Y",
                     "LST N=carol@x.com 4",
                 ]
             );
@@ -453,7 +506,15 @@ mod tests {
     fn empty_list_forms() {
         let l = ContactList::new("a@x.com", Guid::parse(G0).unwrap());
         let mut out = BytesMut::new();
-        write_syn(Dialect::Msnp3, TrId(2), &l, "A", 5, &mut out);
+        write_syn(
+            Dialect::Msnp3,
+            TrId(2),
+            &l,
+            "A",
+            5,
+            &HashMap::new(),
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out.to_vec()).unwrap(),
             "SYN 2 0\r\nGTC 2 0 A\r\nBLP 2 0 AL\r\nLST 2 FL 0 0 0\r\nLST 2 AL 0 0 0\r\nLST 2 BL 0 0 0\r\nLST 2 RL 0 0 0\r\n"

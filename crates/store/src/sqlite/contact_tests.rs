@@ -622,3 +622,52 @@ fn list_changes_survive_kill_9() {
     assert!(alice.contacts[BOB].groups.contains(&1));
     assert!(store.load_list(BOB).unwrap().is_on(ALICE, List::Reverse));
 }
+
+#[test]
+fn contact_phones_of_forward_list_contacts_that_allow_the_owner() {
+    let mut w = World::new(&[ALICE, BOB, CAROL, DAVE], SqliteOptions::default());
+    // alice has bob, carol and dave on FL; dave has no phones.
+    for who in [BOB, CAROL, DAVE] {
+        w.add(ALICE, List::Forward, who, Some(who), Some(0));
+    }
+    let limits = w.limits;
+    let r = w.lists[BOB].set_property(Property::HomePhone, Some("01 234"), &limits);
+    w.run(r);
+    let r = w.lists[BOB].set_property(Property::MobileContact, Some("Y"), &limits);
+    w.run(r);
+    let r = w.lists[CAROL].set_property(Property::WorkPhone, Some("55"), &limits);
+    w.run(r);
+    let phones = w.store.contact_phones(ALICE).unwrap();
+    assert_eq!(phones.len(), 2);
+    assert_eq!(phones[BOB].home.as_deref(), Some("01 234"));
+    assert!(phones[BOB].mobile_contact);
+    assert_eq!(phones[CAROL].work.as_deref(), Some("55"));
+    // carol blocks alice: her numbers are no longer alice's to see.
+    w.add(CAROL, List::Block, ALICE, None, None);
+    let phones = w.store.contact_phones(ALICE).unwrap();
+    assert_eq!(phones.keys().collect::<Vec<_>>(), [BOB]);
+    // Nobody has alice on FL with phones; unknown owners are simply empty.
+    assert!(w.store.contact_phones(BOB).unwrap().is_empty());
+    assert!(w
+        .store
+        .contact_phones("nobody@example.com")
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn touch_watchers_bumps_those_who_list_the_contact() {
+    let mut w = World::new(&[ALICE, BOB, CAROL], SqliteOptions::default());
+    w.add(BOB, List::Forward, ALICE, Some(ALICE), Some(0));
+    w.add(CAROL, List::Allow, ALICE, None, None);
+    let (bob, carol) = (w.list(BOB).version, w.list(CAROL).version);
+    let touched = w.store.touch_watchers(ALICE).unwrap();
+    assert_eq!(touched, [(BOB.to_owned(), bob + 1)]);
+    assert_eq!(w.store.list_version(BOB).unwrap(), bob + 1);
+    assert_eq!(w.store.list_version(CAROL).unwrap(), carol);
+    assert!(w
+        .store
+        .touch_watchers("nobody@example.com")
+        .unwrap()
+        .is_empty());
+}

@@ -448,4 +448,69 @@ impl ContactStore for SqliteStore {
             Ok(owners.into_iter().map(|(o, _, v)| (o, v)).collect())
         })
     }
+
+    fn contact_phones(&self, owner: &str) -> Result<HashMap<String, Phones>> {
+        self.with_reader(|conn| {
+            // `back` is the contact's own entry for `owner`, if any: the rule of `privacy::may_see`.
+            let mut stmt = conn.prepare_cached(
+                "SELECT c.email, s.phone_home, s.phone_work, s.phone_mobile, s.mobile_contact \
+                 FROM accounts me \
+                 JOIN contacts c ON c.account_id = me.id AND (c.lists & 1) != 0 \
+                 JOIN accounts a ON a.email = c.email \
+                 JOIN list_settings s ON s.account_id = a.id \
+                 LEFT JOIN contacts back ON back.account_id = a.id AND back.email = me.email \
+                 WHERE me.email = ?1 \
+                   AND (s.phone_home IS NOT NULL OR s.phone_work IS NOT NULL \
+                        OR s.phone_mobile IS NOT NULL OR s.mobile_contact = 1) \
+                   AND (COALESCE(back.lists, 0) & 4) = 0 \
+                   AND ((COALESCE(back.lists, 0) & 2) != 0 OR s.blp = 'AL')",
+            )?;
+            let mut rows = stmt.query([owner])?;
+            let mut phones = HashMap::new();
+            while let Some(r) = rows.next()? {
+                let email: String = r.get(0)?;
+                phones.insert(
+                    email.to_ascii_lowercase(),
+                    Phones {
+                        home: r.get(1)?,
+                        work: r.get(2)?,
+                        mobile: r.get(3)?,
+                        mobile_contact: r.get(4)?,
+                        // MBE is the account's own business; contacts never see it.
+                        mobile_enabled: false,
+                    },
+                );
+            }
+            Ok(phones)
+        })
+    }
+
+    fn touch_watchers(&self, contact: &str) -> Result<Vec<(String, u64)>> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "UPDATE list_settings SET list_version = list_version + 1 \
+                 WHERE account_id IN \
+                   (SELECT account_id FROM contacts WHERE email = ?1 AND (lists & 1) != 0)",
+            )?
+            .execute([contact])?;
+            let mut touched = Vec::new();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT a.email, s.list_version FROM contacts c \
+                     JOIN accounts a ON a.id = c.account_id \
+                     JOIN list_settings s ON s.account_id = c.account_id \
+                     WHERE c.email = ?1 AND (c.lists & 1) != 0",
+                )?;
+                let mut rows = stmt.query([contact])?;
+                while let Some(r) = rows.next()? {
+                    let email: String = r.get(0)?;
+                    let version = to_u64(r.get(1)?, "list version")?;
+                    touched.push((email.to_ascii_lowercase(), version));
+                }
+            }
+            tx.commit()?;
+            Ok(touched)
+        })
+    }
 }
