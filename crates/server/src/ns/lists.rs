@@ -45,6 +45,26 @@ fn versioned(dialect: Dialect) -> bool {
     dialect < Dialect::Msnp10
 }
 
+/// Writes the reply to a list change: MSNP2–9 put the new list version before the
+/// parameters; MSNP10+ leave it out.
+fn write_versioned(
+    out: &mut BytesMut,
+    dialect: Dialect,
+    command: &str,
+    trid: TrId,
+    version: &str,
+    args: &[&str],
+) {
+    if versioned(dialect) {
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(version);
+        all.extend_from_slice(args);
+        write_line(out, command, Some(trid), &all);
+    } else {
+        write_line(out, command, Some(trid), args);
+    }
+}
+
 /// Which dialects have which list command.
 fn has_command(dialect: Dialect, command: &str) -> bool {
     match command {
@@ -541,11 +561,7 @@ impl NsSession {
             .list()
             .remove_group(id, exclusive, &limits)?;
         let version = self.commit(changes).await?.to_string();
-        if versioned(dialect) {
-            write_line(out, "RMG", Some(trid), &[&version, raw]);
-        } else {
-            write_line(out, "RMG", Some(trid), &[raw]);
-        }
+        write_versioned(out, dialect, "RMG", trid, &version, &[raw]);
         Ok(())
     }
 
@@ -565,11 +581,13 @@ impl NsSession {
         let limits = self.shared.config.limits.lists();
         let changes = self.user()?.state.list().rename_group(id, &name, &limits)?;
         let version = self.commit(changes).await?.to_string();
-        if versioned(dialect) {
-            write_line(out, "REG", Some(trid), &[&version, raw, raw_name, "0"]);
+        // MSNP2–9 end the reply with the group's legacy "0" field.
+        let args: &[&str] = if versioned(dialect) {
+            &[raw, raw_name, "0"]
         } else {
-            write_line(out, "REG", Some(trid), &[raw, raw_name]);
-        }
+            &[raw, raw_name]
+        };
+        write_versioned(out, dialect, "REG", trid, &version, args);
         Ok(())
     }
 
@@ -593,11 +611,7 @@ impl NsSession {
             }
         };
         let version = self.commit(changes).await?.to_string();
-        if versioned(dialect) {
-            write_line(out, command, Some(trid), &[&version, token]);
-        } else {
-            write_line(out, command, Some(trid), &[token]);
-        }
+        write_versioned(out, dialect, command, trid, &version, &[token]);
         Ok(())
     }
 
