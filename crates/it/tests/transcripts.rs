@@ -32,6 +32,7 @@ transcripts! {
     ns_login_msnp8,
     ns_login_msnp11,
     out_oth,
+    switchboard_msnp8,
 }
 
 /// A transcript file nobody runs would be a test that silently never fails.

@@ -68,6 +68,13 @@ pub struct LimitsConfig {
     pub max_reverse: usize,
     pub max_allow_block: usize,
     pub max_groups: usize,
+    /// People in one switchboard session at once; a `CAL` beyond it is answered 712.
+    pub sb_max_participants: usize,
+    /// Switchboard sessions (and, separately, unused cookies) the node holds at once; an
+    /// `XFR SB` beyond it is answered 600.
+    pub max_switchboards: usize,
+    /// Seconds a switchboard cookie (`XFR SB`, `RNG`) stays redeemable.
+    pub sb_cookie_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -111,6 +118,11 @@ impl Default for LimitsConfig {
             max_reverse: list.max_reverse,
             max_allow_block: list.max_allow_block,
             max_groups: list.max_groups,
+            // No official figure survives; the official clients capped conversations at a
+            // handful of people, so 20 never bothers one and bounds every fan-out.
+            sb_max_participants: 20,
+            max_switchboards: 100_000,
+            sb_cookie_ttl_secs: 60,
         }
     }
 }
@@ -124,6 +136,9 @@ impl LimitsConfig {
     }
     pub fn ticket_ttl(&self) -> Duration {
         Duration::from_secs(self.ticket_ttl_secs)
+    }
+    pub fn sb_cookie_ttl(&self) -> Duration {
+        Duration::from_secs(self.sb_cookie_ttl_secs)
     }
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)

@@ -46,6 +46,22 @@ pub enum Event {
         notice: Option<Arc<PropertyNotice>>,
         version: u64,
     },
+    /// Someone `CAL`led this user into a switchboard session: its NS session issues a cookie
+    /// bound to itself and tells its client with `RNG`.
+    Ring(Arc<Ring>),
+    /// Something happened in a switchboard session that this (switchboard) connection takes
+    /// part in. Never sent to an NS session.
+    Switchboard(crate::sb::SbEvent),
+}
+
+/// An invitation to a switchboard session, as the callee's NS session receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ring {
+    /// The switchboard session id.
+    pub session: u32,
+    pub caller: String,
+    /// The caller's display name, URL-encoded as it goes on the wire.
+    pub caller_name: String,
 }
 
 /// One user's presence, as watchers are told about it.

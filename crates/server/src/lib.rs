@@ -1,5 +1,5 @@
-//! msgr's network side: the MSNP listener (dispatch, notification server; switchboard to
-//! come), Passport 1.4 over HTTP and HTTPS, and the hub that routes events between sessions.
+//! msgr's network side: the MSNP listener (dispatch, notification server, switchboard),
+//! Passport 1.4 over HTTP and HTTPS, and the hub that routes events between sessions.
 //!
 //! `msgr-core` decides, this crate only carries: it owns sockets, timers and tasks, and asks
 //! the store and the core for everything else.
@@ -10,6 +10,7 @@ pub mod hub;
 mod msnp;
 mod ns;
 pub mod passport;
+mod sb;
 pub mod tls;
 
 use msgr_core::lists::{Change, ContactList};
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     pub config: Config,
     pub store: Arc<Store>,
     pub hub: hub::Hub,
+    /// Switchboard sessions and their cookies, independent of any NS connection.
+    pub switchboards: sb::Switchboards,
     pub tickets: passport::TicketBook,
     /// Bounds the password hashes computed at once, so a login flood cannot take every core
     /// from the sessions already online.
@@ -268,6 +271,7 @@ impl Server {
             tickets: passport::TicketBook::new(config.limits.ticket_ttl()),
             hashing: Semaphore::new(hash_threads),
             hub: hub::Hub::new(),
+            switchboards: sb::Switchboards::new(&config.limits),
             store,
             dispatch_next: AtomicUsize::new(0),
             config,

@@ -5,6 +5,10 @@
 //! round produced in one syscall (output is coalesced per socket, never one write per line).
 //! Limits: a connection cap at accept, a line and payload cap in the codec, a cap on queued
 //! output (a peer that does not read is dropped), a write timeout, and login/idle deadlines.
+//!
+//! One port serves both kinds of MSNP connection; the first command decides which session
+//! drives it: `USR t email cookie` or `ANS …` a switchboard session, anything else (`VER`) a
+//! notification session. Both share this loop, its coalesced writes and its limits.
 
 use bytes::BytesMut;
 use msgr_proto::frame::{FrameDecoder, Peer};
@@ -17,8 +21,56 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::hub::Event;
 use crate::ns::{Flow, NsSession};
+use crate::sb::{self, SbSession};
 use crate::Shared;
+
+/// The session driving a connection: NS until the first command says switchboard.
+enum Session {
+    Ns(NsSession),
+    Sb(SbSession),
+}
+
+impl Session {
+    fn kill_token(&self) -> CancellationToken {
+        match self {
+            Session::Ns(s) => s.kill_token(),
+            Session::Sb(s) => s.kill_token(),
+        }
+    }
+    fn deadline(&self) -> tokio::time::Instant {
+        match self {
+            Session::Ns(s) => s.deadline(),
+            Session::Sb(s) => s.deadline(),
+        }
+    }
+    fn account(&self) -> Option<&str> {
+        match self {
+            Session::Ns(s) => s.account(),
+            Session::Sb(s) => s.account(),
+        }
+    }
+    fn shutdown(&mut self, out: &mut BytesMut) {
+        match self {
+            Session::Ns(s) => s.shutdown(out),
+            Session::Sb(s) => s.shutdown(out),
+        }
+    }
+    fn event(&mut self, event: Event, out: &mut BytesMut) -> Flow {
+        match self {
+            Session::Ns(s) => s.event(event, out),
+            Session::Sb(s) => s.event(event, out),
+        }
+    }
+    /// The server is ending the connection on its own (idle, too slow): a switchboard
+    /// participant's peers hear the timeout form of `BYE`.
+    fn server_dropped(&mut self) {
+        if let Session::Sb(s) = self {
+            s.server_dropped();
+        }
+    }
+}
 
 /// Accepts connections until `shutdown` fires.
 pub(crate) async fn accept_loop(
@@ -75,12 +127,14 @@ pub(crate) async fn serve_connection<S>(
     let mut inbuf = BytesMut::with_capacity(512);
     let mut out = BytesMut::new();
     let (events_tx, mut events) = mpsc::channel(limits.event_queue);
-    let mut session = NsSession::new(shared.clone(), peer, events_tx);
-    let kill = session.kill_token();
+    let mut session = Session::Ns(NsSession::new(shared.clone(), peer, events_tx.clone()));
+    let mut first = true;
     tracing::debug!(%peer, "connected");
 
     loop {
         let deadline = session.deadline();
+        // Re-read each round: the session may have turned into a switchboard one.
+        let kill = session.kill_token();
         let flow = tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
@@ -102,7 +156,10 @@ pub(crate) async fn serve_connection<S>(
             }
             read = rd.read_buf(&mut inbuf) => match read {
                 Ok(0) => break,
-                Ok(_) => read_frames(&mut session, &mut decoder, &mut inbuf, &mut out).await,
+                Ok(_) => {
+                    let ctx = Ctx { shared: &shared, peer, events: &events_tx, first: &mut first };
+                    read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out).await
+                }
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed");
                     break;
@@ -110,11 +167,13 @@ pub(crate) async fn serve_connection<S>(
             },
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::info!(%peer, account = session.account(), "connection timed out");
+                session.server_dropped();
                 Flow::Close
             }
         };
         if out.len() > outbox_cap {
             tracing::warn!(%peer, account = session.account(), queued = out.len(), "slow consumer dropped");
+            session.server_dropped();
             break;
         }
         if !out.is_empty() {
@@ -126,6 +185,7 @@ pub(crate) async fn serve_connection<S>(
                 }
                 Err(_) => {
                     tracing::warn!(%peer, account = session.account(), "write timed out");
+                    session.server_dropped();
                     break;
                 }
             }
@@ -145,9 +205,19 @@ pub(crate) async fn serve_connection<S>(
     tracing::debug!(%peer, account = session.account(), "disconnected");
 }
 
+/// What choosing the session on the first command needs.
+struct Ctx<'a> {
+    shared: &'a Arc<Shared>,
+    peer: SocketAddr,
+    events: &'a mpsc::Sender<Event>,
+    /// No command has been seen yet.
+    first: &'a mut bool,
+}
+
 /// Decodes and handles every complete frame in `inbuf`.
 async fn read_frames(
-    session: &mut NsSession,
+    session: &mut Session,
+    ctx: Ctx<'_>,
     decoder: &mut FrameDecoder,
     inbuf: &mut BytesMut,
     out: &mut BytesMut,
@@ -155,17 +225,36 @@ async fn read_frames(
     loop {
         match decoder.decode(inbuf) {
             Ok(Some(frame)) => {
-                let flow = session.handle(frame, out).await;
-                if let Some(d) = session.dialect() {
-                    decoder.set_dialect(d);
+                if *ctx.first && !frame.command().is_empty() {
+                    *ctx.first = false;
+                    if sb::is_switchboard_login(&frame) {
+                        *session = Session::Sb(SbSession::new(
+                            ctx.shared.clone(),
+                            ctx.peer,
+                            ctx.events.clone(),
+                        ));
+                    }
                 }
+                let flow = match session {
+                    Session::Ns(ns) => {
+                        let flow = ns.handle(frame, out).await;
+                        if let Some(d) = ns.dialect() {
+                            decoder.set_dialect(d);
+                        }
+                        flow
+                    }
+                    Session::Sb(sb) => sb.handle(frame, out),
+                };
                 if flow == Flow::Close {
                     return Flow::Close;
                 }
             }
             Ok(None) => return Flow::Continue,
             Err(e) => {
-                let flow = session.frame_error(&e, out);
+                let flow = match session {
+                    Session::Ns(ns) => ns.frame_error(&e, out),
+                    Session::Sb(sb) => sb.frame_error(&e, out),
+                };
                 if flow == Flow::Close || !e.is_recoverable() {
                     return Flow::Close;
                 }

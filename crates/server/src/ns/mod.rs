@@ -16,6 +16,7 @@ mod presence;
 mod syn;
 mod usr;
 mod ver;
+mod xfr;
 
 use bytes::BytesMut;
 use msgr_proto::frame::{write_line, Frame, FrameError, TrId};
@@ -152,7 +153,7 @@ impl NsSession {
             "QRY" => self.qry(&frame, trid, out),
             "OUT" => Flow::Close,
             "SYN" | "LST" | "LSG" | "CHG" | "ADD" | "ADC" | "REM" | "ADG" | "RMG" | "REG"
-            | "GTC" | "BLP" | "PRP" | "REA" | "UUX"
+            | "GTC" | "BLP" | "PRP" | "REA" | "UUX" | "XFR"
                 if matches!(self.state, State::Online { .. }) =>
             {
                 self.online_command(command, &frame, trid, out).await
@@ -228,6 +229,14 @@ impl NsSession {
                 }
                 Flow::Continue
             }
+            Event::Ring(ring) => {
+                if let State::Online { dialect, user } = &self.state {
+                    xfr::ring(&self.shared, *dialect, user, &ring, out);
+                }
+                Flow::Continue
+            }
+            // Switchboard events go to switchboard connections only.
+            Event::Switchboard(_) => Flow::Continue,
             Event::ListChanged { change, version } => {
                 if let State::Online { dialect, user } = &self.state {
                     lists::peer_change(*dialect, user, &change, version, out);
@@ -293,6 +302,7 @@ impl NsSession {
             "LST" => self.lst(frame, trid, out),
             "LSG" => self.lsg(trid, out),
             "CHG" => self.chg(frame, trid, out),
+            "XFR" => self.xfr(frame, trid, out),
             _ => self.list_command(command, frame, trid, out).await,
         }
     }
