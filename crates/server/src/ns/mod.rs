@@ -180,21 +180,7 @@ impl NsSession {
     /// close where it cannot.
     pub fn frame_error(&mut self, err: &FrameError, out: &mut BytesMut) -> Flow {
         tracing::info!(peer = %self.peer, error = %err, "bad frame");
-        match err {
-            FrameError::NotUtf8 { trid } => {
-                error(out, ErrorCode::SyntaxError, trid.unwrap_or_default());
-                Flow::Continue
-            }
-            FrameError::PayloadTooLarge { trid, .. } => {
-                error(out, ErrorCode::InvalidParameter, trid.unwrap_or_default());
-                Flow::Continue
-            }
-            FrameError::BadPayloadLength { trid, .. } => {
-                error(out, ErrorCode::SyntaxError, trid.unwrap_or_default());
-                Flow::Close
-            }
-            FrameError::LineTooLong { .. } => Flow::Close,
-        }
+        answer_frame_error(err, out)
     }
 
     /// Handles an event the hub delivered.
@@ -318,6 +304,27 @@ impl Drop for NsSession {
             }
             tracing::info!(peer = %self.peer, account = %user.email, "logged out");
         }
+    }
+}
+
+/// The protocol's answer to a framing error, shared by NS and SB sessions: an error code
+/// where the stream can go on (non-UTF-8 line 200, oversized payload 201), a clean close
+/// where it cannot (unknown payload extent, over-long line).
+pub(crate) fn answer_frame_error(err: &FrameError, out: &mut BytesMut) -> Flow {
+    match err {
+        FrameError::NotUtf8 { trid } => {
+            error(out, ErrorCode::SyntaxError, trid.unwrap_or_default());
+            Flow::Continue
+        }
+        FrameError::PayloadTooLarge { trid, .. } => {
+            error(out, ErrorCode::InvalidParameter, trid.unwrap_or_default());
+            Flow::Continue
+        }
+        FrameError::BadPayloadLength { trid, .. } => {
+            error(out, ErrorCode::SyntaxError, trid.unwrap_or_default());
+            Flow::Close
+        }
+        FrameError::LineTooLong { .. } => Flow::Close,
     }
 }
 

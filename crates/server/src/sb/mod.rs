@@ -45,7 +45,7 @@ pub use registry::{JoinError, Member, RegistryError, Switchboards};
 use registry::{Room, Route};
 
 use crate::hub::{Event, Ring};
-use crate::ns::{error, Flow};
+use crate::ns::{answer_frame_error, error, Flow};
 use crate::Shared;
 
 /// Something that happened in a switchboard session, for one participant's connection.
@@ -168,21 +168,7 @@ impl SbSession {
     /// An oversized payload is skipped by the codec and answered 201; the session goes on.
     pub fn frame_error(&mut self, err: &FrameError, out: &mut BytesMut) -> Flow {
         tracing::info!(peer = %self.peer, error = %err, "bad switchboard frame");
-        match err {
-            FrameError::NotUtf8 { trid } => {
-                error(out, ErrorCode::SyntaxError, trid.unwrap_or_default());
-                Flow::Continue
-            }
-            FrameError::PayloadTooLarge { trid, .. } => {
-                error(out, ErrorCode::InvalidParameter, trid.unwrap_or_default());
-                Flow::Continue
-            }
-            FrameError::BadPayloadLength { trid, .. } => {
-                error(out, ErrorCode::SyntaxError, trid.unwrap_or_default());
-                Flow::Close
-            }
-            FrameError::LineTooLong { .. } => Flow::Close,
-        }
+        answer_frame_error(err, out)
     }
 
     pub fn event(&mut self, event: Event, out: &mut BytesMut) -> Flow {
