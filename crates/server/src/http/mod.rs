@@ -1,6 +1,8 @@
 //! The HTTP and HTTPS listeners: Passport 1.4 (`/rdr/pprdr.asp` nexus and `/login2.srf`)
 //! and a small front page. The same routes are served over plain HTTP and TLS.
 
+mod lenient;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -64,10 +66,27 @@ pub(crate) async fn accept_loop(
     }
 }
 
-async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken)
+async fn serve<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let first = tokio::time::timeout(
+        Duration::from_secs(30),
+        lenient::read_first_line(&mut stream),
+    )
+    .await;
+    let prefix = match first {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "HTTP read failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTP request line timed out");
+            return;
+        }
+    };
+    let stream = lenient::Prefixed::new(prefix, stream);
     let service = service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(route(req, peer, &shared).await) }
@@ -94,7 +113,8 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Res
     let path = req.uri().path();
     tracing::debug!(%peer, method = %req.method(), path, "HTTP request");
     match path {
-        "/rdr/pprdr.asp" => nexus(shared),
+        "/rdr/pprdr.asp" => nexus(shared, NexusForm::Faithful),
+        "/rdr/pprdr-minimal.asp" => nexus(shared, NexusForm::Minimal),
         "/login2.srf" | "/ppsecure/login2.srf" => login(&req, peer, shared).await,
         "/" => text(
             StatusCode::OK,
@@ -122,10 +142,28 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     r
 }
 
+/// Which `PassportURLs` a nexus request gets.
+#[derive(Debug, Clone, Copy)]
+enum NexusForm {
+    /// The original service's header: every field, `DALogin=host/path` without a scheme
+    /// (clients prefix `https://`).
+    Faithful,
+    /// Only `DALogin=<url>` with an explicit scheme, for libraries that strip `DALogin=` from
+    /// the whole header value and use the rest as the URL.
+    Minimal,
+}
+
 /// The nexus: where to find the login server.
-fn nexus(shared: &Shared) -> Response<Full<Bytes>> {
+fn nexus(shared: &Shared, form: NexusForm) -> Response<Full<Bytes>> {
     let mut r = empty(StatusCode::OK);
-    match HeaderValue::from_str(&passport::passport_urls(&shared.dalogin)) {
+    let urls = match form {
+        NexusForm::Faithful => passport::passport_urls(&shared.dalogin),
+        NexusForm::Minimal if shared.dalogin.contains("://") => {
+            format!("DALogin={}", shared.dalogin)
+        }
+        NexusForm::Minimal => format!("DALogin=https://{}", shared.dalogin),
+    };
+    match HeaderValue::from_str(&urls) {
         Ok(v) => {
             r.headers_mut().insert("PassportURLs", v);
         }

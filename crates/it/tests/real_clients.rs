@@ -1,0 +1,93 @@
+//! What real, old clients send to the Passport side, byte for byte (issue "Real clients").
+
+#![allow(clippy::unwrap_used)]
+
+use anyhow::{Context, Result};
+use msgr_it::{tls_connector, ServerOptions, TestServer};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `request` as is and reads until the server closes.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &[u8]) -> Result<String> {
+    s.write_all(request).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .context("the server did not answer and close")??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+async fn raw_https(server: &TestServer, request: &[u8]) -> Result<String> {
+    let ep = server.endpoint();
+    let tls = tls_connector(&ep.ca)?;
+    let tcp = TcpStream::connect(ep.https).await?;
+    let stream = tls
+        .connect(ServerName::try_from("localhost".to_owned())?, tcp)
+        .await?;
+    exchange(stream, request).await
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    response.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn nexus_request_line_without_version_or_host() -> Result<()> {
+    let server = TestServer::start(ServerOptions::default()).await?;
+    // Over HTTPS, as such clients reach the nexus, and over plain HTTP.
+    let r = raw_https(&server, b"GET /rdr/pprdr.asp\r\n\r\n").await?;
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+    let urls = header(&r, "PassportURLs").context("no PassportURLs")?;
+    assert!(urls.starts_with("DARealm=Passport.Net,DALogin="), "{urls}");
+    let http = server.addrs.http.context("no HTTP listener")?;
+    let r = exchange(
+        TcpStream::connect(http).await?,
+        b"GET /rdr/pprdr.asp\r\n\r\n",
+    )
+    .await?;
+    assert!(header(&r, "PassportURLs").is_some(), "{r}");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn minimal_nexus_form_holds_only_a_full_dalogin_url() -> Result<()> {
+    let server = TestServer::start(ServerOptions::default()).await?;
+    let r = raw_https(
+        &server,
+        b"GET /rdr/pprdr-minimal.asp HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    let urls = header(&r, "PassportURLs").context("no PassportURLs")?;
+    let url = urls
+        .strip_prefix("DALogin=")
+        .context("not the minimal form")?;
+    let port = server.endpoint().https.port();
+    assert!(url.starts_with("https://"), "{url}");
+    assert!(url.ends_with(&format!(":{port}/login2.srf")), "{url}");
+    assert!(!url.contains(','), "{url}");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn login_with_absolute_uri_repeated_keys_and_stray_brace() -> Result<()> {
+    let server = TestServer::start(ServerOptions::default()).await?;
+    server.add_account("old@x.com", "pw-123456", "Old").await?;
+    let port = server.endpoint().https.port();
+    let request = format!(
+        "GET https://localhost:{port}/login2.srf HTTP/1.1\r\n\
+         Authorization: Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,\
+         sign-in=old%40x.com,pwd=pw-123456,lc=1033,id=507,tw=40,lc=1033,id=507,tw=40,fs=1,}}\r\n\
+         Host: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let r = raw_https(&server, request.as_bytes()).await?;
+    let info = header(&r, "Authentication-Info").context(r.clone())?;
+    assert!(info.contains("da-status=success"), "{info}");
+    // from-PP is the last field: some clients take everything after `from-PP='`.
+    let after = info.split("from-PP='").nth(1).context("no from-PP")?;
+    assert!(after.starts_with("t=") && after.ends_with('\''), "{info}");
+    server.stop().await
+}
