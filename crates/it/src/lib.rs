@@ -97,6 +97,8 @@ pub struct ServerOptions {
     pub legacy_md5: bool,
     /// Dispatch-only mode when non-empty.
     pub dispatch_to: Vec<String>,
+    /// Also bind a dispatch-only MSNP listener (`addrs.dispatch`).
+    pub dispatch_listener: bool,
     pub limits: LimitsConfig,
 }
 
@@ -156,6 +158,7 @@ impl TestServer {
             https: Some(loopback),
             public_host: None,
             dispatch_to: opts.dispatch_to,
+            dispatch: opts.dispatch_listener.then_some(loopback),
             legacy_md5: opts.legacy_md5,
             limits: opts.limits,
             ..Config::default()

@@ -91,3 +91,34 @@ async fn login_with_absolute_uri_repeated_keys_and_stray_brace() -> Result<()> {
     assert!(after.starts_with("t=") && after.ends_with('\''), "{info}");
     server.stop().await
 }
+
+/// Clients that require a dispatch server: their first `USR … I` must get `XFR … NS`, after
+/// which they reconnect to the notification server named there and log in normally.
+#[tokio::test]
+async fn dispatch_listener_redirects_to_this_node_then_login_works() -> Result<()> {
+    use msgr_it::{cvr_request, login, ServerOptions};
+    use msgr_proto::Dialect;
+    let server = TestServer::start(ServerOptions {
+        dispatch_listener: true,
+        ..ServerOptions::default()
+    })
+    .await?;
+    server.add_account("ds@x.com", "pw-123456", "Ds").await?;
+    let dispatch = server.addrs.dispatch.context("no dispatch listener")?;
+    let mut c = msgr_it::Conn::connect(dispatch).await?;
+    c.send("VER 1 MSNP12 MSNP11 CVR0").await?;
+    c.expect_line("VER 1 MSNP12 CVR0").await?;
+    c.send(&cvr_request(2, "ds@x.com")).await?;
+    c.expect_match("CVR 2 {rest}").await?;
+    c.send("USR 3 TWN I ds@x.com").await?;
+    let ns = server.addrs.msnp;
+    c.expect_line(&format!("XFR 3 NS {ns} 0 {dispatch}"))
+        .await?;
+    c.expect_closed().await?;
+    // The address in XFR is the notification server, where the login completes.
+    let mut ep = server.endpoint();
+    ep.msnp = ns;
+    let mut online = login(&ep, Dialect::Msnp12, "ds@x.com", "pw-123456").await?;
+    online.ping().await?;
+    server.stop().await
+}

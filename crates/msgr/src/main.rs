@@ -56,6 +56,10 @@ struct ServeArgs {
     /// Host name clients use to reach this server (in XFR, RNG and the nexus DALogin).
     #[arg(long)]
     public_host: Option<String>,
+    /// Also listen here as a dispatch-only server that sends clients on to the NS (for clients
+    /// that insist on a dispatch server).
+    #[arg(long)]
+    dispatch: Option<SocketAddr>,
     /// Run as a dispatch server that sends clients to these notification servers (host:port).
     #[arg(long = "dispatch-to", value_name = "HOST:PORT")]
     dispatch_to: Vec<String>,
@@ -133,6 +137,9 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
     config.https = listener_flag(args.https, config.https)?;
     if args.public_host.is_some() {
         config.public_host = args.public_host;
+    }
+    if args.dispatch.is_some() {
+        config.dispatch = args.dispatch;
     }
     if !args.dispatch_to.is_empty() {
         config.dispatch_to = args.dispatch_to;

@@ -24,6 +24,9 @@ pub struct Config {
     /// Dispatch-only mode: when non-empty, `USR … I` is answered with `XFR … NS` to one of
     /// these `host:port` notification servers instead of being served here.
     pub dispatch_to: Vec<String>,
+    /// An extra MSNP listener that only dispatches (`XFR … NS` to `dispatch_to`, or to this
+    /// node's own MSNP listener), for clients that insist on a dispatch server. Off by default.
+    pub dispatch: Option<SocketAddr>,
     /// Allow MSNP2–MSNP7 logins (`USR MD5`). They need a password-equivalent secret kept in
     /// the database, so this is off unless the operator asks for it.
     pub legacy_md5: bool,
@@ -86,6 +89,7 @@ impl Default for Config {
             https: Some(SocketAddr::from(([127, 0, 0, 1], 8443))),
             public_host: None,
             dispatch_to: Vec::new(),
+            dispatch: None,
             legacy_md5: false,
             tls_cert: None,
             tls_key: None,

@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub hashing: Semaphore,
     /// `host:port` of this node's MSNP listener as clients should reach it.
     pub public_msnp: String,
+    /// `host:port` of the dispatch-only listener, when there is one.
+    pub public_dispatch: Option<String>,
     /// `host:port/path` of the login server, as the nexus advertises it.
     pub dalogin: String,
     /// Round-robin position over `config.dispatch_to`.
@@ -189,6 +191,8 @@ pub struct BoundAddrs {
     pub msnp: SocketAddr,
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    /// The dispatch-only MSNP listener, when configured.
+    pub dispatch: Option<SocketAddr>,
 }
 
 /// A server with its listeners bound, ready to run.
@@ -197,6 +201,7 @@ pub struct Server {
     msnp: TcpListener,
     http: Option<TcpListener>,
     https: Option<(TcpListener, TlsAcceptor)>,
+    dispatch: Option<TcpListener>,
     addrs: BoundAddrs,
 }
 
@@ -227,6 +232,10 @@ impl Server {
             Some(a) => Some(bind("http", a).await?),
             None => None,
         };
+        let dispatch = match config.dispatch {
+            Some(a) => Some(bind("dispatch", a).await?),
+            None => None,
+        };
         let https = match config.https {
             Some(a) => {
                 let (cert, key) = tls::ensure_certificate(
@@ -244,6 +253,7 @@ impl Server {
             msnp: msnp_addr,
             http: http.as_ref().and_then(|l| l.local_addr().ok()),
             https: https.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+            dispatch: dispatch.as_ref().and_then(|l| l.local_addr().ok()),
         };
 
         let host = config.public_host.clone().unwrap_or_else(|| {
@@ -267,6 +277,7 @@ impl Server {
         };
         let shared = Arc::new(Shared {
             public_msnp: format!("{host}:{}", msnp_addr.port()),
+            public_dispatch: addrs.dispatch.map(|a| format!("{host}:{}", a.port())),
             dalogin,
             tickets: passport::TicketBook::new(config.limits.ticket_ttl()),
             hashing: Semaphore::new(hash_threads),
@@ -284,6 +295,9 @@ impl Server {
         if let Some(a) = addrs.https {
             tracing::info!("listening https={a}");
         }
+        if let Some(a) = addrs.dispatch {
+            tracing::info!("listening dispatch={a}");
+        }
         if !shared.config.dispatch_to.is_empty() {
             tracing::info!(targets = ?shared.config.dispatch_to, "dispatch-only mode");
         }
@@ -292,6 +306,7 @@ impl Server {
             msnp,
             http,
             https,
+            dispatch,
             addrs,
         })
     }
@@ -307,10 +322,20 @@ impl Server {
         let mut listeners = tokio::task::JoinSet::new();
         listeners.spawn(msnp::accept_loop(
             self.msnp,
+            msnp::ListenerRole::Serve,
             self.shared.clone(),
             shutdown.clone(),
             tracker.clone(),
         ));
+        if let Some(l) = self.dispatch {
+            listeners.spawn(msnp::accept_loop(
+                l,
+                msnp::ListenerRole::Dispatch,
+                self.shared.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
         if let Some(l) = self.http {
             listeners.spawn(http::accept_loop(
                 l,

@@ -72,9 +72,20 @@ impl Session {
     }
 }
 
+/// What an MSNP listener does with logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListenerRole {
+    /// Serves logins itself (unless the whole node is in dispatch-only mode).
+    Serve,
+    /// A dispatch server: every `USR … I` gets `XFR … NS` (to `dispatch_to`, or this node's
+    /// own notification server), for clients that insist on being redirected.
+    Dispatch,
+}
+
 /// Accepts connections until `shutdown` fires.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
+    role: ListenerRole,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -103,7 +114,7 @@ pub(crate) async fn accept_loop(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            serve_connection(stream, peer, shared, shutdown).await;
+            serve_connection(stream, peer, role, shared, shutdown).await;
             drop(permit);
         });
     }
@@ -114,6 +125,7 @@ pub(crate) async fn accept_loop(
 pub(crate) async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
+    role: ListenerRole,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) where
@@ -127,7 +139,12 @@ pub(crate) async fn serve_connection<S>(
     let mut inbuf = BytesMut::with_capacity(512);
     let mut out = BytesMut::new();
     let (events_tx, mut events) = mpsc::channel(limits.event_queue);
-    let mut session = Session::Ns(NsSession::new(shared.clone(), peer, events_tx.clone()));
+    let mut session = Session::Ns(NsSession::new(
+        shared.clone(),
+        peer,
+        role,
+        events_tx.clone(),
+    ));
     let mut first = true;
     tracing::debug!(%peer, "connected");
 

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Event, KickReason, SessionHandle, UserState};
+use crate::msnp::ListenerRole;
 use crate::Shared;
 
 /// What the transport should do after a frame or event has been handled.
@@ -71,6 +72,8 @@ struct OnlineUser {
 pub struct NsSession {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// Whether this connection came in on a dispatch-only listener.
+    role: ListenerRole,
     id: u64,
     /// Handed to the hub at login so other sessions can reach this one.
     events: mpsc::Sender<Event>,
@@ -83,12 +86,18 @@ pub struct NsSession {
 }
 
 impl NsSession {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, events: mpsc::Sender<Event>) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        role: ListenerRole,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
         let id = shared.hub.session_id();
         let deadline = Instant::now() + shared.config.limits.login_timeout();
         NsSession {
             shared,
             peer,
+            role,
             id,
             events,
             state: State::Negotiating,

@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use super::presence::TokenBucket;
 use super::{chl, error, Flow, NsSession, OnlineUser, State};
 use crate::hub::UserState;
+use crate::msnp::ListenerRole;
 use crate::passport::{ticket_from_usr, TicketRefusal};
 
 /// Step I is done; the session waits for step S.
@@ -101,7 +102,12 @@ impl NsSession {
         };
         if let Some(target) = self.dispatch_target() {
             tracing::info!(peer = %self.peer, account = %passport, %target, "dispatching to NS");
-            let me = self.shared.public_msnp.clone();
+            // The last field names the server that answered: the dispatch listener's own
+            // address when the client came in there.
+            let me = match (self.role, &self.shared.public_dispatch) {
+                (ListenerRole::Dispatch, Some(d)) => d.clone(),
+                _ => self.shared.public_msnp.clone(),
+            };
             write_line(out, "XFR", Some(trid), &["NS", &target, "0", &me]);
             return Flow::Close;
         }
@@ -239,7 +245,8 @@ impl NsSession {
     fn dispatch_target(&self) -> Option<String> {
         let targets = &self.shared.config.dispatch_to;
         if targets.is_empty() {
-            return None;
+            // A dispatch listener of a node that serves logins sends clients to itself.
+            return (self.role == ListenerRole::Dispatch).then(|| self.shared.public_msnp.clone());
         }
         let i = self.shared.dispatch_next.fetch_add(1, Ordering::Relaxed) % targets.len();
         targets.get(i).cloned()
