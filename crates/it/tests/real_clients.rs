@@ -122,3 +122,67 @@ async fn dispatch_listener_redirects_to_this_node_then_login_works() -> Result<(
     online.ping().await?;
     server.stop().await
 }
+
+/// The nexus path for clients that cannot trust msgr's certificate (msnp11-sdk, whose HTTP
+/// client knows only the public roots): the minimal form, naming the HTTP listener's
+/// login2.srf, which then hands out a ticket over plain HTTP.
+#[tokio::test]
+async fn minimal_http_nexus_form_points_at_plain_http_login() -> Result<()> {
+    let server = TestServer::start(ServerOptions::default()).await?;
+    server
+        .add_account("plain@x.com", "pw-123456", "Plain")
+        .await?;
+    let http = server.addrs.http.context("no HTTP listener")?;
+    let r = exchange(
+        TcpStream::connect(http).await?,
+        b"GET /rdr/pprdr-minimal-http.asp HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    let urls = header(&r, "PassportURLs").context(r.clone())?;
+    let url = format!("http://127.0.0.1:{}/login2.srf", http.port());
+    assert_eq!(urls, format!("DALogin={url}"));
+    let request = format!(
+        "GET {url} HTTP/1.1\r\n\
+         Authorization: Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,\
+         sign-in=plain@x.com,pwd=pw-123456,ct=1,rver=1,wp=FS_40SEC_0_COMPACT,lc=1,id=1\r\n\
+         Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let r = exchange(TcpStream::connect(http).await?, request.as_bytes()).await?;
+    let info = header(&r, "Authentication-Info").context(r.clone())?;
+    assert!(info.contains("da-status=success"), "{info}");
+    server.stop().await
+}
+
+/// `GCF t Shields.xml` (MSNP11 and MSNP12) is answered with the file; msnp11-sdk's login waits
+/// for that reply. Another file name is 201; before MSNP11 the command does not exist (200).
+#[tokio::test]
+async fn gcf_serves_shields_xml_at_msnp11() -> Result<()> {
+    use msgr_proto::Dialect;
+    let server = TestServer::start(ServerOptions::default()).await?;
+    server.add_account("gcf@x.com", "pw-123456", "Gcf").await?;
+    for dialect in [Dialect::Msnp11, Dialect::Msnp12] {
+        let mut c = server.login(dialect, "gcf@x.com", "pw-123456").await?;
+        c.send("GCF 7 Shields.xml").await?;
+        let f = c.recv_frame().await?;
+        let payload = f.payload().context("GCF without a payload")?;
+        assert_eq!(
+            f.line(),
+            format!("GCF 7 Shields.xml {}", payload.len()),
+            "{dialect:?}"
+        );
+        let xml = std::str::from_utf8(payload)?;
+        assert!(
+            xml.contains("<config>") && xml.contains("<shield>"),
+            "{xml}"
+        );
+        c.send("GCF 8 Other.xml").await?;
+        c.expect_line("201 8").await?;
+        c.send("OUT").await?;
+    }
+    let mut c = server
+        .login(Dialect::Msnp10, "gcf@x.com", "pw-123456")
+        .await?;
+    c.send("GCF 9 Shields.xml").await?;
+    c.expect_line("200 9").await?;
+    server.stop().await
+}

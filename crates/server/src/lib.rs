@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     pub public_dispatch: Option<String>,
     /// `host:port/path` of the login server, as the nexus advertises it.
     pub dalogin: String,
+    /// `http://host:port/login2.srf` on the HTTP listener, when there is one: for clients that
+    /// cannot be made to trust msgr's certificate (`/rdr/pprdr-minimal-http.asp`).
+    pub dalogin_http: Option<String>,
     /// Round-robin position over `config.dispatch_to`.
     pub dispatch_next: AtomicUsize,
 }
@@ -271,6 +274,9 @@ impl Server {
             (None, Some(a)) => format!("http://{host}:{}/login2.srf", a.port()),
             (None, None) => format!("{host}/login2.srf"),
         };
+        let dalogin_http = addrs
+            .http
+            .map(|a| format!("http://{host}:{}/login2.srf", a.port()));
         let hash_threads = match config.limits.hash_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             n => n,
@@ -279,6 +285,7 @@ impl Server {
             public_msnp: format!("{host}:{}", msnp_addr.port()),
             public_dispatch: addrs.dispatch.map(|a| format!("{host}:{}", a.port())),
             dalogin,
+            dalogin_http,
             tickets: passport::TicketBook::new(config.limits.ticket_ttl()),
             hashing: Semaphore::new(hash_threads),
             hub: hub::Hub::new(),

@@ -1,5 +1,6 @@
-//! The HTTP and HTTPS listeners: Passport 1.4 (`/rdr/pprdr.asp` nexus and `/login2.srf`)
-//! and a small front page. The same routes are served over plain HTTP and TLS.
+//! The HTTP and HTTPS listeners: Passport 1.4 (the `/rdr/pprdr.asp` nexus, its minimal forms
+//! `/rdr/pprdr-minimal.asp` and `/rdr/pprdr-minimal-http.asp`, and `/login2.srf`) and a small
+//! front page. The same routes are served over plain HTTP and TLS.
 
 mod lenient;
 
@@ -115,6 +116,7 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Res
     match path {
         "/rdr/pprdr.asp" => nexus(shared, NexusForm::Faithful),
         "/rdr/pprdr-minimal.asp" => nexus(shared, NexusForm::Minimal),
+        "/rdr/pprdr-minimal-http.asp" => nexus(shared, NexusForm::MinimalHttp),
         "/login2.srf" | "/ppsecure/login2.srf" => login(&req, peer, shared).await,
         "/" => text(
             StatusCode::OK,
@@ -151,6 +153,9 @@ enum NexusForm {
     /// Only `DALogin=<url>` with an explicit scheme, for libraries that strip `DALogin=` from
     /// the whole header value and use the rest as the URL.
     Minimal,
+    /// The minimal form pointing at the plain-HTTP listener's `login2.srf`, for clients whose
+    /// TLS stack only trusts public roots (msnp11-sdk); 404 without an HTTP listener.
+    MinimalHttp,
 }
 
 /// The nexus: where to find the login server.
@@ -162,6 +167,10 @@ fn nexus(shared: &Shared, form: NexusForm) -> Response<Full<Bytes>> {
             format!("DALogin={}", shared.dalogin)
         }
         NexusForm::Minimal => format!("DALogin=https://{}", shared.dalogin),
+        NexusForm::MinimalHttp => match &shared.dalogin_http {
+            Some(url) => format!("DALogin={url}"),
+            None => return text(StatusCode::NOT_FOUND, "no HTTP listener\n"),
+        },
     };
     match HeaderValue::from_str(&urls) {
         Ok(v) => {

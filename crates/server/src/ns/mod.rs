@@ -11,6 +11,7 @@
 mod bpr;
 mod chl;
 mod cvr;
+mod gcf;
 mod lists;
 mod presence;
 mod syn;
@@ -162,7 +163,7 @@ impl NsSession {
             "QRY" => self.qry(&frame, trid, out),
             "OUT" => Flow::Close,
             "SYN" | "LST" | "LSG" | "CHG" | "ADD" | "ADC" | "REM" | "ADG" | "RMG" | "REG"
-            | "GTC" | "BLP" | "PRP" | "REA" | "UUX" | "XFR"
+            | "GTC" | "BLP" | "PRP" | "REA" | "UUX" | "XFR" | "GCF"
                 if matches!(self.state, State::Online { .. }) =>
             {
                 self.online_command(command, &frame, trid, out).await
@@ -298,6 +299,7 @@ impl NsSession {
             "LSG" => self.lsg(trid, out),
             "CHG" => self.chg(frame, trid, out),
             "XFR" => self.xfr(frame, trid, out),
+            "GCF" => self.gcf(frame, trid, out),
             _ => self.list_command(command, frame, trid, out).await,
         }
     }
