@@ -99,6 +99,8 @@ pub struct ServerOptions {
     pub dispatch_to: Vec<String>,
     /// Also bind a dispatch-only MSNP listener (`addrs.dispatch`).
     pub dispatch_listener: bool,
+    /// The name `XFR`, `RNG` and `DALogin` advertise, and the generated certificate carries.
+    pub public_host: Option<String>,
     pub limits: LimitsConfig,
 }
 
@@ -156,7 +158,7 @@ impl TestServer {
             msnp: loopback,
             http: Some(loopback),
             https: Some(loopback),
-            public_host: None,
+            public_host: opts.public_host,
             dispatch_to: opts.dispatch_to,
             dispatch: opts.dispatch_listener.then_some(loopback),
             legacy_md5: opts.legacy_md5,

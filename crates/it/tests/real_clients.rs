@@ -1,4 +1,5 @@
-//! What real, old clients send to the Passport side, byte for byte (issue "Real clients").
+//! What real, old clients send to msgr, byte for byte: the Passport side, the MSNP lines and
+//! the certificate names (issue "Real clients").
 
 #![allow(clippy::unwrap_used)]
 
@@ -184,5 +185,126 @@ async fn gcf_serves_shields_xml_at_msnp11() -> Result<()> {
         .await?;
     c.send("GCF 9 Shields.xml").await?;
     c.expect_line("200 9").await?;
+    server.stop().await
+}
+
+/// What real clients send on MSNP, byte for byte: TrIDs from 0 with `VER`, `CVR` and `USR`
+/// pipelined in one write; `CHG … NLN 2147778596:0` (the `caps:extcaps` form) at MSNP12,
+/// echoed with its client-ID field because strict clients reject a reply without it; a client
+/// that carries its NS TrID counter over to the switchboard; and one that waits for `ACK`
+/// after each `MSG A`.
+#[tokio::test]
+async fn msnp_lines_real_clients_send() -> Result<()> {
+    use msgr_it::{challenge_answer, cvr_request, CVR_REPLY};
+    use msgr_proto::Dialect;
+    let server = TestServer::start(ServerOptions::default()).await?;
+    server
+        .add_account("zero@x.com", "pw-123456", "Zero")
+        .await?;
+    server
+        .add_account("peer@x.com", "pw-123456", "Peer")
+        .await?;
+
+    // TrID 0 throughout the login, the first three commands in one segment.
+    let mut a = server.connect().await?;
+    let burst = format!(
+        "VER 0 MSNP12 CVR0\r\n{}\r\nUSR 0 TWN I zero@x.com\r\n",
+        cvr_request(0, "zero@x.com")
+    );
+    a.send_raw(burst.as_bytes()).await?;
+    a.expect_line("VER 0 MSNP12 CVR0").await?;
+    a.expect_line(&format!("CVR 0 {CVR_REPLY}")).await?;
+    a.expect_match("USR 0 TWN S {any}").await?;
+    let ticket = server.passport_ticket("zero@x.com", "pw-123456").await?;
+    a.send(&format!("USR 0 TWN S {ticket}")).await?;
+    a.expect_match("USR 0 OK zero@x.com {rest}").await?;
+    let profile = a.recv_frame().await?;
+    assert!(profile.line().starts_with("MSG Hotmail Hotmail "));
+    let chl = a.expect_match("CHL 0 {digits}").await?;
+    let (id, answer) = challenge_answer(Dialect::Msnp12, chl.rsplit(' ').next().unwrap());
+    a.send_raw(format!("QRY 0 {id} 32\r\n{answer}").as_bytes())
+        .await?;
+    a.expect_line("QRY 0").await?;
+
+    // The peer watches zero (and zero allows it), at MSNP12 too.
+    let mut b = server
+        .login(Dialect::Msnp12, "peer@x.com", "pw-123456")
+        .await?;
+    b.send("ADC 6 FL N=zero@x.com F=Zero").await?;
+    b.expect_match("ADC 6 FL N=zero@x.com F=Zero C={any}")
+        .await?;
+    b.send("CHG 7 NLN 0").await?;
+    b.expect_line("CHG 7 NLN 0").await?;
+    a.expect_match("ADC 0 RL N=peer@x.com F=Peer").await?;
+
+    // Extended capabilities at MSNP12, echoed as sent and relayed to the watcher.
+    a.send("CHG 41 NLN 2147778596:0").await?;
+    a.expect_line("CHG 41 NLN 2147778596:0").await?;
+    b.expect_line("NLN NLN zero@x.com Zero 2147778596:0")
+        .await?;
+
+    // The switchboard, with the NS counter carried on (42, 43, …), and ACK after MSG A.
+    a.send("XFR 42 SB").await?;
+    let xfr = a.expect_match("XFR 42 SB {any} CKI {any}").await?;
+    let cookie = xfr.split(' ').nth(5).unwrap().to_owned();
+    let mut sa = server.connect().await?;
+    sa.send(&format!("USR 43 zero@x.com {cookie}")).await?;
+    sa.expect_line("USR 43 OK zero@x.com Zero").await?;
+    sa.send("CAL 44 peer@x.com").await?;
+    let ringing = sa.expect_match("CAL 44 RINGING {digits}").await?;
+    let sid = ringing.rsplit(' ').next().unwrap().to_owned();
+    let rng = b
+        .expect_match(&format!("RNG {sid} {{any}} CKI {{any}} zero@x.com Zero"))
+        .await?;
+    let cookie = rng.split(' ').nth(4).unwrap().to_owned();
+    let mut sb = server.connect().await?;
+    sb.send(&format!("ANS 0 peer@x.com {cookie} {sid}")).await?;
+    sb.expect_line("IRO 0 1 1 zero@x.com Zero 2147778596")
+        .await?;
+    sb.expect_line("ANS 0 OK").await?;
+    sa.expect_match("JOI peer@x.com Peer {digits}").await?;
+    let body = b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi";
+    let mut msg = format!("MSG 45 A {}\r\n", body.len()).into_bytes();
+    msg.extend_from_slice(body);
+    sa.send_raw(&msg).await?;
+    sa.expect_line("ACK 45").await?;
+    let got = sb.recv_frame().await?;
+    assert_eq!(got.line(), format!("MSG zero@x.com Zero {}", body.len()));
+    assert_eq!(got.payload().map(|p| &p[..]), Some(&body[..]));
+    server.stop().await
+}
+
+/// Python-2.7-era clients match the certificate against the host *name* only, ignoring IP
+/// SANs: the generated certificate must carry `localhost` and the public host as DNS names.
+#[tokio::test]
+async fn generated_certificate_names_localhost_and_the_public_host() -> Result<()> {
+    let server = TestServer::start(ServerOptions {
+        public_host: Some("msgr.example.test".to_owned()),
+        ..ServerOptions::default()
+    })
+    .await?;
+    let ep = server.endpoint();
+    let tls = tls_connector(&ep.ca)?;
+    for name in ["localhost", "msgr.example.test"] {
+        let tcp = TcpStream::connect(ep.https).await?;
+        let stream = tls
+            .connect(ServerName::try_from(name.to_owned())?, tcp)
+            .await
+            .with_context(|| format!("TLS as {name}"))?;
+        let r = exchange(
+            stream,
+            b"GET /rdr/pprdr.asp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await?;
+        assert!(header(&r, "PassportURLs").is_some(), "{r}");
+    }
+    let tcp = TcpStream::connect(ep.https).await?;
+    let other = tls
+        .connect(ServerName::try_from("elsewhere.test".to_owned())?, tcp)
+        .await;
+    assert!(
+        other.is_err(),
+        "a name the certificate lacks must not verify"
+    );
     server.stop().await
 }
