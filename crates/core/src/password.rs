@@ -4,8 +4,8 @@
 //! own parameters, so the cost can be raised later without invalidating existing hashes: [`verify_password`]
 //! always uses the parameters recorded in the hash, not the current defaults.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// Hashes whose memory cost exceeds this (in KiB) are refused by [`verify_password`] rather than computed.
 ///
@@ -85,21 +85,85 @@ pub fn hash_password_with(pw: &str, params: PasswordParams) -> Result<String, Pa
 /// Checks `pw` against a PHC string produced by [`hash_password`].
 ///
 /// Returns `false` for a wrong password and also for a malformed, non-argon2 or absurdly expensive hash: a login
-/// cannot succeed against a record we cannot read. The comparison of digests is constant-time.
+/// cannot succeed against a record we cannot read. The comparison of digests is constant-time. Allocates the
+/// hash's working memory for this one call; a server verifying many passwords keeps a [`Verifier`] instead.
 pub fn verify_password(pw: &str, phc: &str) -> bool {
-    let Ok(hash) = PasswordHash::new(phc) else {
-        return false;
-    };
-    let Ok(params) = Params::try_from(&hash) else {
-        return false;
-    };
-    if params.m_cost() > MAX_VERIFY_MEMORY_KIB {
-        return false;
+    Verifier::new().verify(pw, phc)
+}
+
+/// Verifies passwords with one reusable argon2 working area.
+///
+/// argon2 needs its whole memory cost (19 MiB by default) per hash. Allocating that afresh for every login, on
+/// whichever thread happens to run it, leaves the allocator holding many such regions across its per-thread
+/// arenas: a server's resident memory then grows by gigabytes under a login burst and never shrinks. A long-lived
+/// hashing thread owning one `Verifier` touches the same 19 MiB for every login instead.
+#[derive(Default)]
+pub struct Verifier {
+    /// Kept between calls, sized for the largest cost up to [`Verifier::KEEP_BLOCKS`].
+    blocks: Vec<Block>,
+}
+
+impl Verifier {
+    /// The working area kept between calls, in 1 KiB blocks: enough for [`PasswordParams::OWASP`] with room for a
+    /// moderate raise. A costlier hash gets a temporary area, freed after the call.
+    pub const KEEP_BLOCKS: usize = 64 * 1024;
+
+    pub fn new() -> Verifier {
+        Verifier { blocks: Vec::new() }
     }
-    // The algorithm, version and costs recorded in `hash` override these defaults during verification.
-    Argon2::default()
-        .verify_password(pw.as_bytes(), &hash)
-        .is_ok()
+
+    /// Bytes of working memory held between calls.
+    pub fn retained_bytes(&self) -> usize {
+        self.blocks.len() * Block::SIZE
+    }
+
+    /// [`verify_password`], reusing this verifier's working memory.
+    pub fn verify(&mut self, pw: &str, phc: &str) -> bool {
+        let Ok(hash) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
+            return false;
+        };
+        let version = match hash.version.map(Version::try_from) {
+            None => Version::V0x13,
+            Some(Ok(v)) => v,
+            Some(Err(_)) => return false,
+        };
+        let Ok(params) = Params::try_from(&hash) else {
+            return false;
+        };
+        if params.m_cost() > MAX_VERIFY_MEMORY_KIB {
+            return false;
+        }
+        let mut salt_buf = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+            return false;
+        };
+        let needed = params.block_count();
+        let argon = Argon2::new(algorithm, version, params);
+        let mut out = [0u8; Output::MAX_LENGTH];
+        let Some(out) = out.get_mut(..expected.len()) else {
+            return false;
+        };
+        let hashed = if needed <= Self::KEEP_BLOCKS {
+            if self.blocks.len() < needed {
+                self.blocks.resize(needed, Block::new());
+            }
+            argon.hash_password_into_with_memory(pw.as_bytes(), salt, out, &mut self.blocks[..])
+        } else {
+            let mut once = vec![Block::new(); needed];
+            argon.hash_password_into_with_memory(pw.as_bytes(), salt, out, &mut once[..])
+        };
+        if hashed.is_err() {
+            return false;
+        }
+        // `Output`'s equality is constant-time.
+        Output::new(out).is_ok_and(|o| o == expected)
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +236,44 @@ mod tests {
         ];
         for phc in cases {
             assert!(!verify_password("pw", phc), "{phc:?}");
+        }
+    }
+
+    #[test]
+    fn one_verifier_checks_many_hashes_and_keeps_its_memory() {
+        let mut v = Verifier::new();
+        let a = hash_password_with("alpha", CHEAP).unwrap();
+        let b = hash_password_with("beta", PasswordParams { memory_kib: 256, ..CHEAP }).unwrap();
+        for _ in 0..3 {
+            assert!(v.verify("alpha", &a));
+            assert!(!v.verify("beta", &a));
+            assert!(v.verify("beta", &b));
+            assert!(!v.verify("alpha", &b));
+        }
+        // Sized for the largest cost seen, not regrown per call.
+        assert_eq!(v.retained_bytes(), 256 * 1024);
+        assert!(!v.verify("pw", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ"));
+    }
+
+    /// The verifier and the argon2 crate's own `PasswordVerifier` agree, with and without an explicit version
+    /// and for argon2i/argon2d hashes.
+    #[test]
+    fn verifier_agrees_with_the_reference() {
+        use argon2::password_hash::PasswordVerifier;
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let mut v = Verifier::new();
+        for alg in [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d] {
+            for ver in [Version::V0x10, Version::V0x13] {
+                let argon = Argon2::new(alg, ver, Params::new(64, 2, 2, Some(24)).unwrap());
+                let phc = argon.hash_password(b"secret", &salt).unwrap().to_string();
+                for pw in ["secret", "Secret"] {
+                    let reference = Argon2::default()
+                        .verify_password(pw.as_bytes(), &PasswordHash::new(&phc).unwrap())
+                        .is_ok();
+                    assert_eq!(v.verify(pw, &phc), reference, "{phc} {pw}");
+                    assert_eq!(reference, pw == "secret");
+                }
+            }
         }
     }
 

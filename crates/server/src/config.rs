@@ -78,6 +78,11 @@ pub struct LimitsConfig {
     pub max_switchboards: usize,
     /// Seconds a switchboard cookie (`XFR SB`, `RNG`) stays redeemable.
     pub sb_cookie_ttl_secs: u64,
+    /// Seconds an HTTP gateway session may go without a request before it ends like a
+    /// dropped TCP connection (the official client polls every two seconds or so).
+    pub gateway_idle_secs: u64,
+    /// Largest request body the HTTP gateway accepts (bytes); a larger one is answered 413.
+    pub gateway_max_body: usize,
 }
 
 impl Default for Config {
@@ -127,6 +132,10 @@ impl Default for LimitsConfig {
             sb_max_participants: 20,
             max_switchboards: 100_000,
             sb_cookie_ttl_secs: 60,
+            gateway_idle_secs: 120,
+            // One command line and one full payload, twice over: a client sends what it has
+            // queued since its last request, and that is rarely more than one message.
+            gateway_max_body: 2 * (proto.max_line + proto.max_payload),
         }
     }
 }
@@ -146,6 +155,9 @@ impl LimitsConfig {
     }
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)
+    }
+    pub fn gateway_idle(&self) -> Duration {
+        Duration::from_secs(self.gateway_idle_secs)
     }
     /// The contact-list limits, the configured counts over the core's defaults.
     pub fn lists(&self) -> msgr_core::lists::Limits {

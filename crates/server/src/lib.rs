@@ -72,6 +72,11 @@ pub(crate) struct Shared {
     pub dalogin_http: Option<String>,
     /// Round-robin position over `config.dispatch_to`.
     pub dispatch_next: AtomicUsize,
+    /// `limits.max_connections`, shared by every MSNP listener and the HTTP gateway's
+    /// sessions: each holds a permit for as long as it lives.
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
+    /// The HTTP gateway's sessions.
+    pub gateway: http::Gateway,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +297,8 @@ impl Server {
             switchboards: sb::Switchboards::new(&config.limits),
             store,
             dispatch_next: AtomicUsize::new(0),
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
+            gateway: http::Gateway::new(&host, addrs.http, addrs.https),
             config,
         });
 

@@ -9,6 +9,10 @@
 //! One port serves both kinds of MSNP connection; the first command decides which session
 //! drives it: `USR t email cookie` or `ANS …` a switchboard session, anything else (`VER`) a
 //! notification session. Both share this loop, its coalesced writes and its limits.
+//!
+//! The loop is generic over its stream: the HTTP gateway (`http::gateway`) runs the very same
+//! loop over an in-memory pipe per gateway session, so every command has one implementation
+//! whatever carries it. [`Transport`] names the few documented differences.
 
 use bytes::BytesMut;
 use msgr_proto::frame::{FrameDecoder, Peer};
@@ -17,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -72,6 +76,26 @@ impl Session {
     }
 }
 
+/// What carries a connection's bytes. The protocol is the same over both, except for the
+/// details the NS session looks up here (`ClientPort` in the profile, `PNG`, idle deadlines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// A TCP connection to an MSNP listener.
+    Tcp,
+    /// A session of the HTTP gateway (`/gateway/gateway.dll`).
+    HttpGateway,
+}
+
+/// How a connection ended, for a transport that has its own way to report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Closed by either side, timed out or dropped: the usual ways.
+    Closed,
+    /// The session closed it because the client broke a rule of its transport (`PNG` over
+    /// the HTTP gateway); the gateway answers that request with an HTTP error.
+    Refused,
+}
+
 /// What an MSNP listener does with logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ListenerRole {
@@ -90,7 +114,7 @@ pub(crate) async fn accept_loop(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let slots = shared.connection_slots.clone();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -114,7 +138,7 @@ pub(crate) async fn accept_loop(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            serve_connection(stream, peer, role, shared, shutdown).await;
+            serve_connection(stream, peer, role, Transport::Tcp, shared, shutdown).await;
             drop(permit);
         });
     }
@@ -126,9 +150,11 @@ pub(crate) async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
     role: ListenerRole,
+    transport: Transport,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-) where
+) -> Ended
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = &shared.config.limits;
@@ -143,9 +169,11 @@ pub(crate) async fn serve_connection<S>(
         shared.clone(),
         peer,
         role,
+        transport,
         events_tx.clone(),
     ));
     let mut first = true;
+    let mut ended = Ended::Closed;
     tracing::debug!(%peer, "connected");
 
     loop {
@@ -207,7 +235,10 @@ pub(crate) async fn serve_connection<S>(
                 }
             }
         }
-        if flow == Flow::Close {
+        if flow != Flow::Continue {
+            if flow == Flow::Refuse {
+                ended = Ended::Refused;
+            }
             let _ = tokio::time::timeout(write_timeout, wr.shutdown()).await;
             break;
         }
@@ -220,6 +251,7 @@ pub(crate) async fn serve_connection<S>(
         }
     }
     tracing::debug!(%peer, account = session.account(), "disconnected");
+    ended
 }
 
 /// What choosing the session on the first command needs.
@@ -262,8 +294,8 @@ async fn read_frames(
                     }
                     Session::Sb(sb) => sb.handle(frame, out),
                 };
-                if flow == Flow::Close {
-                    return Flow::Close;
+                if flow != Flow::Continue {
+                    return flow;
                 }
             }
             Ok(None) => return Flow::Continue,
@@ -272,7 +304,7 @@ async fn read_frames(
                     Session::Ns(ns) => ns.frame_error(&e, out),
                     Session::Sb(sb) => sb.frame_error(&e, out),
                 };
-                if flow == Flow::Close || !e.is_recoverable() {
+                if flow != Flow::Continue || !e.is_recoverable() {
                     return Flow::Close;
                 }
             }

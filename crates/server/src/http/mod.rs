@@ -1,8 +1,12 @@
 //! The HTTP and HTTPS listeners: Passport 1.4 (the `/rdr/pprdr.asp` nexus, its minimal forms
-//! `/rdr/pprdr-minimal.asp` and `/rdr/pprdr-minimal-http.asp`, and `/login2.srf`) and a small
-//! front page. The same routes are served over plain HTTP and TLS.
+//! `/rdr/pprdr-minimal.asp` and `/rdr/pprdr-minimal-http.asp`, and `/login2.srf`), the MSNP
+//! HTTP gateway (`/gateway/gateway.dll`, see [`gateway`]) and a small front page. The same
+//! routes are served over plain HTTP and TLS.
 
+mod gateway;
 mod lenient;
+
+pub(crate) use gateway::Gateway;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -27,6 +31,16 @@ use crate::Shared;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a request handler knows about the listener it came through, and what it needs to
+/// start tasks that outlive the request (gateway sessions).
+#[derive(Clone)]
+pub(crate) struct Listener {
+    /// HTTPS rather than plain HTTP.
+    pub tls: bool,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
 /// Accepts HTTP (or, with `tls`, HTTPS) connections until `shutdown` fires.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
@@ -49,15 +63,19 @@ pub(crate) async fn accept_loop(
             }
         };
         let shared = shared.clone();
-        let shutdown = shutdown.clone();
+        let listener = Listener {
+            tls: tls.is_some(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        };
         let tls = tls.clone();
         tracker.spawn(async move {
             match tls {
-                None => serve(stream, peer, shared, shutdown).await,
+                None => serve(stream, peer, shared, listener).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls_stream)) => serve(tls_stream, peer, shared, shutdown).await,
+                        Ok(Ok(tls_stream)) => serve(tls_stream, peer, shared, listener).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -67,7 +85,7 @@ pub(crate) async fn accept_loop(
     }
 }
 
-async fn serve<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken)
+async fn serve<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>, listener: Listener)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -88,9 +106,11 @@ where
         }
     };
     let stream = lenient::Prefixed::new(prefix, stream);
+    let shutdown = listener.shutdown.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, &shared).await) }
+        let listener = listener.clone();
+        async move { Ok::<_, Infallible>(route(req, peer, &shared, &listener).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -110,10 +130,16 @@ where
     }
 }
 
-async fn route(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
+async fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    listener: &Listener,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     tracing::debug!(%peer, method = %req.method(), path, "HTTP request");
     match path {
+        "/gateway/gateway.dll" => gateway::handle(req, peer, shared, listener).await,
         "/rdr/pprdr.asp" => nexus(shared, NexusForm::Faithful),
         "/rdr/pprdr-minimal.asp" => nexus(shared, NexusForm::Minimal),
         "/rdr/pprdr-minimal-http.asp" => nexus(shared, NexusForm::MinimalHttp),

@@ -29,8 +29,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Event, KickReason, SessionHandle, UserState};
-use crate::msnp::ListenerRole;
+use crate::msnp::{ListenerRole, Transport};
 use crate::Shared;
+
+/// How far away the idle deadline of an online gateway session is: in effect never (the
+/// gateway expires idle sessions itself), yet small enough for any timer.
+const NO_IDLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// What the transport should do after a frame or event has been handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +42,9 @@ pub enum Flow {
     Continue,
     /// Flush what has been written, then close the connection.
     Close,
+    /// Close like `Close`, because the client broke a rule of its transport (`PNG` over the
+    /// HTTP gateway): the transport reports it its own way (an HTTP error).
+    Refuse,
 }
 
 /// Where a session is in its life.
@@ -75,6 +82,9 @@ pub struct NsSession {
     peer: SocketAddr,
     /// Whether this connection came in on a dispatch-only listener.
     role: ListenerRole,
+    /// TCP or the HTTP gateway: the profile's `ClientPort`, `PNG` and the idle deadline
+    /// differ.
+    transport: Transport,
     id: u64,
     /// Handed to the hub at login so other sessions can reach this one.
     events: mpsc::Sender<Event>,
@@ -91,6 +101,7 @@ impl NsSession {
         shared: Arc<Shared>,
         peer: SocketAddr,
         role: ListenerRole,
+        transport: Transport,
         events: mpsc::Sender<Event>,
     ) -> Self {
         let id = shared.hub.session_id();
@@ -99,6 +110,7 @@ impl NsSession {
             shared,
             peer,
             role,
+            transport,
             id,
             events,
             state: State::Negotiating,
@@ -133,10 +145,21 @@ impl NsSession {
         self.deadline
     }
 
+    /// The deadline after a command from an online client. Over TCP, silence beyond
+    /// `idle_timeout_secs` means the peer is gone (clients ping every 50 s or so). Over the
+    /// HTTP gateway there are no pings (`PNG` is not used there) and the client's polls never
+    /// reach the session, so the gateway's own expiry of idle sessions takes that job.
+    fn idle_deadline(&self) -> Instant {
+        match self.transport {
+            Transport::Tcp => Instant::now() + self.shared.config.limits.idle_timeout(),
+            Transport::HttpGateway => Instant::now() + NO_IDLE_DEADLINE,
+        }
+    }
+
     /// Handles one frame from the client.
     pub async fn handle(&mut self, frame: Frame, out: &mut BytesMut) -> Flow {
         if matches!(self.state, State::Online { .. }) {
-            self.deadline = Instant::now() + self.shared.config.limits.idle_timeout();
+            self.deadline = self.idle_deadline();
         }
         let command = frame.command();
         if command.is_empty() {
@@ -256,7 +279,15 @@ impl NsSession {
     /// |---|---|
     /// | MSNP2–MSNP8 | `QNG` |
     /// | MSNP9–MSNP12 | `QNG seconds` |
+    ///
+    /// Over the HTTP gateway the client's polls keep the session alive and `PNG` is not part
+    /// of the protocol: the official gateway answered it with an HTTP error and ended the
+    /// session (hypothetic.org, "HTTP connections"), and so does this one.
     fn png(&mut self, out: &mut BytesMut) -> Flow {
+        if self.transport == Transport::HttpGateway {
+            tracing::info!(peer = %self.peer, account = self.account(), "PNG over the HTTP gateway: session ended");
+            return Flow::Refuse;
+        }
         match self.dialect() {
             Some(d) if d >= Dialect::Msnp9 => write_line(out, "QNG", None, &["50"]),
             _ => write_line(out, "QNG", None, &[]),

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use super::presence::TokenBucket;
 use super::{chl, error, Flow, NsSession, OnlineUser, State};
 use crate::hub::UserState;
-use crate::msnp::ListenerRole;
+use crate::msnp::{ListenerRole, Transport};
 use crate::passport::{ticket_from_usr, TicketRefusal};
 
 /// Step I is done; the session waits for step S.
@@ -221,7 +221,13 @@ impl NsSession {
             &ok_params(dialect, &account.email, &name),
         );
         if sends_profile(dialect) {
-            let profile = profile(&account, self.peer);
+            // Over HTTP the profile's ClientPort is 0 (hypothetic.org, "HTTP connections"): the
+            // client's source port says nothing about how to reach it.
+            let port = match self.transport {
+                Transport::Tcp => self.peer.port(),
+                Transport::HttpGateway => 0,
+            };
+            let profile = profile(&account, self.peer.ip(), port);
             write_payload(out, "MSG", None, &["Hotmail", "Hotmail"], &profile);
         }
         let mut user = OnlineUser {
@@ -237,7 +243,7 @@ impl NsSession {
         }
         tracing::info!(peer = %self.peer, account = %user.email, %dialect, "logged in");
         self.state = State::Online { dialect, user };
-        self.deadline = tokio::time::Instant::now() + self.shared.config.limits.idle_timeout();
+        self.deadline = self.idle_deadline();
         Flow::Continue
     }
 
@@ -254,7 +260,7 @@ impl NsSession {
 }
 
 /// The `text/x-msmsgsprofile` message: who the user is and where they connect from.
-fn profile(account: &msgr_store::Account, peer: std::net::SocketAddr) -> Vec<u8> {
+fn profile(account: &msgr_store::Account, ip: std::net::IpAddr, port: u16) -> Vec<u8> {
     let id = account.id as u64;
     msgr_proto::mime::Profile {
         login_time: unix_now(),
@@ -275,8 +281,8 @@ fn profile(account: &msgr_store::Account, peer: std::net::SocketAddr) -> Vec<u8>
         sid: 507,
         kv: 5,
         mspauth: format!("{}$$", random_hex(32)),
-        client_ip: peer.ip(),
-        client_port: peer.port(),
+        client_ip: ip,
+        client_port: port,
     }
     .to_payload()
 }
