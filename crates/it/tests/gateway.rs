@@ -719,7 +719,8 @@ async fn png_is_refused_over_http() -> Result<()> {
 #[tokio::test]
 async fn idle_sessions_expire() -> Result<()> {
     let srv = server(LimitsConfig {
-        gateway_idle_secs: 1,
+        // Long enough for the login to fetch its Passport ticket between two requests.
+        gateway_idle_secs: 2,
         ..LimitsConfig::default()
     })
     .await?;
