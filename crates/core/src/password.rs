@@ -243,7 +243,14 @@ mod tests {
     fn one_verifier_checks_many_hashes_and_keeps_its_memory() {
         let mut v = Verifier::new();
         let a = hash_password_with("alpha", CHEAP).unwrap();
-        let b = hash_password_with("beta", PasswordParams { memory_kib: 256, ..CHEAP }).unwrap();
+        let b = hash_password_with(
+            "beta",
+            PasswordParams {
+                memory_kib: 256,
+                ..CHEAP
+            },
+        )
+        .unwrap();
         for _ in 0..3 {
             assert!(v.verify("alpha", &a));
             assert!(!v.verify("beta", &a));

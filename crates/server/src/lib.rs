@@ -5,6 +5,7 @@
 //! the store and the core for everything else.
 
 pub mod config;
+mod hashing;
 mod http;
 pub mod hub;
 mod msnp;
@@ -17,10 +18,9 @@ use msgr_core::lists::{Change, ContactList};
 use msgr_store::{Account, AccountStore, ContactStore, Store};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,6 +48,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("starting the password-hashing threads: {0}")]
+    HashThreads(std::io::Error),
 }
 
 /// What every connection task shares.
@@ -58,9 +60,9 @@ pub(crate) struct Shared {
     /// Switchboard sessions and their cookies, independent of any NS connection.
     pub switchboards: sb::Switchboards,
     pub tickets: passport::TicketBook,
-    /// Bounds the password hashes computed at once, so a login flood cannot take every core
-    /// from the sessions already online.
-    pub hashing: Semaphore,
+    /// The threads that verify passwords: bounded, so a login flood cannot take every core
+    /// from the sessions already online, and off the async workers.
+    pub hashing: hashing::HashPool,
     /// `host:port` of this node's MSNP listener as clients should reach it.
     pub public_msnp: String,
     /// `host:port` of the dispatch-only listener, when there is one.
@@ -85,8 +87,8 @@ pub(crate) enum LookupError {
     Store(#[from] msgr_store::StoreError),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
-    #[error("hashing pool closed")]
-    Closed,
+    #[error(transparent)]
+    Closed(#[from] hashing::PoolClosed),
 }
 
 impl Shared {
@@ -167,30 +169,10 @@ impl Shared {
         password: &str,
     ) -> Result<Option<Account>, LookupError> {
         let account = self.account(email).await?;
-        let phc = match &account {
-            Some(a) => a.password_hash.clone(),
-            None => dummy_hash().to_owned(),
-        };
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| LookupError::Closed)?;
-        let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            msgr_core::password::verify_password(&password, &phc)
-        })
-        .await?;
+        let phc = account.as_ref().map(|a| a.password_hash.clone());
+        let ok = self.hashing.verify(password, phc).await?;
         Ok(account.filter(|_| ok))
     }
-}
-
-/// A hash of a random password, verified against when the account does not exist.
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        msgr_core::password::hash_password(&passport::random_token(24)).unwrap_or_default()
-    })
 }
 
 /// The addresses the listeners actually bound (port 0 resolved).
@@ -292,7 +274,7 @@ impl Server {
             dalogin,
             dalogin_http,
             tickets: passport::TicketBook::new(config.limits.ticket_ttl()),
-            hashing: Semaphore::new(hash_threads),
+            hashing: hashing::HashPool::start(hash_threads).map_err(ServerError::HashThreads)?,
             hub: hub::Hub::new(),
             switchboards: sb::Switchboards::new(&config.limits),
             store,
