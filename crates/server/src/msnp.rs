@@ -144,6 +144,9 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// Output buffer capacity kept between writes; a larger one is given back once flushed.
+const OUT_KEEP_BYTES: usize = 2048;
+
 /// Runs one MSNP connection to its end. Generic over the stream so tests and other
 /// transports can drive it.
 pub(crate) async fn serve_connection<S>(
@@ -203,7 +206,9 @@ where
                 Ok(0) => break,
                 Ok(_) => {
                     let ctx = Ctx { shared: &shared, peer, events: &events_tx, first: &mut first };
-                    read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out).await
+                    // Boxed: command handling is the largest future of the loop, and held
+                    // inline it would make every idle connection's task that much bigger.
+                    Box::pin(read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out)).await
                 }
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed");
@@ -246,7 +251,10 @@ where
         if inbuf.is_empty() && inbuf.capacity() > 16 * 1024 {
             inbuf = BytesMut::with_capacity(512);
         }
-        if out.capacity() > 16 * 1024 {
+        // An idle session keeps no output buffer: what a login or a burst needed (the `SYN`
+        // of a long list, a file-transfer chunk) would otherwise stay allocated for hours.
+        // Small steady traffic stays under the threshold and reuses its buffer.
+        if out.capacity() > OUT_KEEP_BYTES {
             out = BytesMut::new();
         }
     }
