@@ -99,16 +99,13 @@ mod tests {
         let mut list = ContactList::new(OWNER, Guid::random());
         list.settings.blp = blp;
         if !watcher_lists.is_empty() {
-            list.contacts.insert(
-                WATCHER.to_owned(),
-                Contact {
-                    email: WATCHER.to_owned(),
-                    nickname: WATCHER.to_owned(),
-                    lists: watcher_lists.iter().copied().collect::<ListSet>(),
-                    groups: BTreeSet::new(),
-                    guid: Guid::random(),
-                },
-            );
+            list.contacts.insert(Contact {
+                email: WATCHER.to_owned(),
+                nickname: WATCHER.to_owned(),
+                lists: watcher_lists.iter().copied().collect::<ListSet>(),
+                groups: BTreeSet::new(),
+                guid: Guid::random(),
+            });
         }
         list
     }
@@ -160,16 +157,13 @@ mod tests {
         // Even with their own address on their block list (nothing forbids adding it) and BLP BL.
         for blp in [Blp::Allow, Blp::Block] {
             let mut owner = owner_with(&[], blp);
-            owner.contacts.insert(
-                OWNER.to_owned(),
-                Contact {
-                    email: OWNER.to_owned(),
-                    nickname: OWNER.to_owned(),
-                    lists: ListSet::only(BL),
-                    groups: BTreeSet::new(),
-                    guid: Guid::random(),
-                },
-            );
+            owner.contacts.insert(Contact {
+                email: OWNER.to_owned(),
+                nickname: OWNER.to_owned(),
+                lists: ListSet::only(BL),
+                groups: BTreeSet::new(),
+                guid: Guid::random(),
+            });
             assert!(may_see(&owner, OWNER));
             assert!(may_see(&owner, "OWNER@example.com"));
         }
@@ -264,16 +258,13 @@ mod tests {
             ("e@example.com", &[FL, RL]),
         ];
         for (email, lists) in entries {
-            owner.contacts.insert(
-                (*email).to_owned(),
-                Contact {
-                    email: (*email).to_owned(),
-                    nickname: (*email).to_owned(),
-                    lists: lists.iter().copied().collect(),
-                    groups: BTreeSet::new(),
-                    guid: Guid::random(),
-                },
-            );
+            owner.contacts.insert(Contact {
+                email: (*email).to_owned(),
+                nickname: (*email).to_owned(),
+                lists: lists.iter().copied().collect(),
+                groups: BTreeSet::new(),
+                guid: Guid::random(),
+            });
         }
         let allowed: Vec<&str> = audience(&owner).collect();
         assert_eq!(allowed, ["a@example.com", "c@example.com", "e@example.com"]);

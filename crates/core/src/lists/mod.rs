@@ -21,6 +21,7 @@
 //!
 //! Invariant kept by these operations: B is on A's reverse list exactly when A is on B's forward list.
 
+mod map;
 mod ops;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use std::str::FromStr;
 
 use msgr_proto::ErrorCode;
 
+pub use map::ContactMap;
 pub use ops::{AddRequest, ExclusiveMembers};
 
 /// The name the service gives group 0, which every account has and cannot remove.
@@ -163,8 +165,11 @@ impl FromIterator<List> for ListSet {
 }
 
 /// A GUID in the lowercase `8-4-4-4-12` hex form that MSNP10 and later use for contacts (`C=`) and groups.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Guid(String);
+///
+/// Kept inline as its 36 ASCII characters rather than a `String`: every contact of every online user carries
+/// one, and the heap copy would cost more than the text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Guid([u8; 36]);
 
 /// A string that is not a GUID of the form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -183,15 +188,17 @@ impl Guid {
 
     /// Formats 16 bytes in order as a GUID.
     pub fn from_bytes(bytes: [u8; 16]) -> Guid {
-        let mut s = String::with_capacity(36);
+        let mut text = [b'-'; 36];
+        let mut at = 0;
         for (i, b) in bytes.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                s.push('-');
+                at += 1;
             }
-            s.push(char::from(HEX_LOWER[usize::from(b >> 4)]));
-            s.push(char::from(HEX_LOWER[usize::from(b & 0x0f)]));
+            text[at] = HEX_LOWER[usize::from(b >> 4)];
+            text[at + 1] = HEX_LOWER[usize::from(b & 0x0f)];
+            at += 2;
         }
-        Guid(s)
+        Guid(text)
     }
 
     /// Parses a GUID, accepting either letter case and keeping the lowercase form.
@@ -204,8 +211,11 @@ impl Guid {
             8 | 13 | 18 | 23 => *c == b'-',
             _ => c.is_ascii_hexdigit(),
         });
+        let mut text = [0u8; 36];
+        text.copy_from_slice(b);
+        text.make_ascii_lowercase();
         if well_formed {
-            Ok(Guid(s.to_ascii_lowercase()))
+            Ok(Guid(text))
         } else {
             Err(GuidError)
         }
@@ -213,7 +223,8 @@ impl Guid {
 
     /// The lowercase text form.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only `from_bytes` and `parse` build a Guid, both from ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -221,13 +232,13 @@ const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
 impl fmt::Display for Guid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Guid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Guid({})", self.0)
+        write!(f, "Guid({})", self.as_str())
     }
 }
 
@@ -623,7 +634,7 @@ pub struct ContactList {
     /// The list version: how many list-changing operations the account has seen.
     pub version: u64,
     /// Every contact on any list, keyed by lowercased Passport name.
-    pub contacts: BTreeMap<String, Contact>,
+    pub contacts: ContactMap,
     /// Every group, keyed by numeric id; group 0 is always present.
     pub groups: BTreeMap<u32, Group>,
     /// `GTC`, `BLP`, phones, personal message.
@@ -646,7 +657,7 @@ impl ContactList {
         ContactList {
             owner: owner.to_ascii_lowercase(),
             version: 0,
-            contacts: BTreeMap::new(),
+            contacts: ContactMap::new(),
             groups,
             settings: Settings::default(),
         }
@@ -706,16 +717,13 @@ impl ContactList {
                 guid,
                 group,
             } => {
-                let contact = self
-                    .contacts
-                    .entry(email.clone())
-                    .or_insert_with(|| Contact {
-                        email: email.clone(),
-                        nickname: nickname.clone(),
-                        lists: ListSet::EMPTY,
-                        groups: BTreeSet::new(),
-                        guid: guid.clone(),
-                    });
+                let contact = self.contacts.get_or_insert_with(email, || Contact {
+                    email: email.clone(),
+                    nickname: nickname.clone(),
+                    lists: ListSet::EMPTY,
+                    groups: BTreeSet::new(),
+                    guid: *guid,
+                });
                 contact.lists.insert(*list);
                 if *list == List::Forward {
                     contact.nickname.clone_from(nickname);
@@ -743,7 +751,7 @@ impl ContactList {
                     *id,
                     Group {
                         id: *id,
-                        guid: guid.clone(),
+                        guid: *guid,
                         name: name.clone(),
                     },
                 );

@@ -65,7 +65,7 @@ fn alice() -> ContactList {
         contact(FRANK, &[BL], &[]),
         contact(GINA, &[FL], &[]),
     ] {
-        list.contacts.insert(c.email.clone(), c);
+        list.contacts.insert(c);
     }
     list
 }
@@ -176,7 +176,7 @@ fn guids() {
     let g = Guid::random();
     let s = g.as_str();
     assert_eq!(s.len(), 36);
-    assert_eq!(Guid::parse(s), Ok(g.clone()));
+    assert_eq!(Guid::parse(s), Ok(g));
     // Version 4, RFC 4122 variant.
     assert_eq!(&s[14..15], "4");
     assert!("89ab".contains(&s[19..20]));
@@ -236,7 +236,7 @@ fn setting_tokens() {
 #[test]
 fn new_list_has_group_zero_and_official_defaults() {
     let g = Guid::random();
-    let list = ContactList::new("Someone@Example.com", g.clone());
+    let list = ContactList::new("Someone@Example.com", g);
     assert_eq!(list.owner, "someone@example.com");
     assert_eq!(list.version, 0);
     assert!(list.contacts.is_empty());
@@ -270,12 +270,12 @@ fn lookups() {
     assert_eq!(a.count(AL), 2);
     assert_eq!(a.count(BL), 2);
     assert_eq!(a.count(RL), 2);
-    let bob_guid = a.contacts[BOB].guid.clone();
+    let bob_guid = a.contacts[BOB].guid;
     assert_eq!(
         a.contact_by_guid(&bob_guid).map(|c| c.email.as_str()),
         Some(BOB)
     );
-    let work = a.groups[&2].guid.clone();
+    let work = a.groups[&2].guid;
     assert_eq!(a.group_by_guid(&work).map(|g| g.id), Some(2));
     assert_eq!(a.group_by_guid(&zero()), None);
 }
@@ -296,9 +296,7 @@ fn add_errors() {
         ..Limits::default()
     };
     let mut peer_with_rl = empty(ZED);
-    peer_with_rl
-        .contacts
-        .insert(ERIN.to_owned(), contact(ERIN, &[RL], &[]));
+    peer_with_rl.contacts.insert(contact(ERIN, &[RL], &[]));
     let zed = empty(ZED);
     let d = Limits::default();
     let too_long_name = "x".repeat(130);
@@ -978,7 +976,7 @@ fn apply_follows_each_change() {
             &d,
         )
         .unwrap();
-    let erin_guid = a.contacts[ERIN].guid.clone();
+    let erin_guid = a.contacts[ERIN].guid;
     run(&mut a, changes);
     assert_eq!(a.contacts[ERIN].nickname, "Erin E");
     assert_eq!(

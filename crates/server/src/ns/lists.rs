@@ -508,7 +508,7 @@ impl NsSession {
         let user = self.user()?;
         let changes = user.state.list().add_group(&name, &limits)?;
         let (id, guid) = match changes.first().map(|c| &c.kind) {
-            Some(ChangeKind::AddGroup { id, guid, .. }) => (*id, guid.clone()),
+            Some(ChangeKind::AddGroup { id, guid, .. }) => (*id, *guid),
             _ => return Err(Refusal::Reply(ErrorCode::InternalServerError)),
         };
         let version = self.commit(changes).await?.to_string();

@@ -124,8 +124,8 @@ fn store_is_a_contact_store() {
 fn new_accounts_have_an_empty_list_with_official_defaults() {
     let w = World::new(&[ALICE, BOB], SqliteOptions::default());
     let alice = w.store.load_list("Alice@Example.com").unwrap();
-    let group_zero = alice.groups[&0].guid.clone();
-    assert_eq!(alice, ContactList::new(ALICE, group_zero.clone()));
+    let group_zero = alice.groups[&0].guid;
+    assert_eq!(alice, ContactList::new(ALICE, group_zero));
     assert_eq!(alice.groups[&0].name, DEFAULT_GROUP_NAME);
     assert_eq!(alice.settings.gtc, Gtc::Ask);
     assert_eq!(alice.settings.blp, Blp::Allow);
@@ -320,7 +320,7 @@ fn apply_is_all_or_nothing() {
     assert_eq!(before, after);
 
     // A change the database refuses (a group GUID already taken) rolls back the changes before it as well.
-    let taken = before[0].groups[&0].guid.clone();
+    let taken = before[0].groups[&0].guid;
     let changes = [
         Change {
             owner: BOB.to_owned(),
@@ -389,10 +389,7 @@ fn deleting_an_account_deletes_its_lists_and_its_places_on_others() {
     // The name can be registered again and starts with a clean slate on every side.
     w.store.create_account(new_account(ALICE)).unwrap();
     let alice = w.store.load_list(ALICE).unwrap();
-    assert_eq!(
-        alice,
-        ContactList::new(ALICE, alice.groups[&0].guid.clone())
-    );
+    assert_eq!(alice, ContactList::new(ALICE, alice.groups[&0].guid));
 }
 
 #[test]
@@ -407,10 +404,7 @@ fn migration_backfills_accounts_created_before_it() {
     let store = SqliteStore::open(&path).unwrap();
     let alice = store.load_list(ALICE).unwrap();
     let bob = store.load_list(BOB).unwrap();
-    assert_eq!(
-        alice,
-        ContactList::new(ALICE, alice.groups[&0].guid.clone())
-    );
+    assert_eq!(alice, ContactList::new(ALICE, alice.groups[&0].guid));
     assert_ne!(alice.groups[&0].guid, bob.groups[&0].guid);
     let guid = alice.groups[&0].guid.as_str();
     assert_eq!(Guid::parse(guid).unwrap().as_str(), guid);

@@ -185,7 +185,8 @@ fn load(conn: &Connection, owner: &str) -> Result<ContactList> {
     Ok(ContactList {
         owner,
         version,
-        contacts,
+        // Collected from an exact-size iterator: no spare capacity stays with an online user's list.
+        contacts: contacts.into_values().collect(),
         groups,
         settings,
     })

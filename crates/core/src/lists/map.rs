@@ -1,0 +1,168 @@
+//! [`ContactMap`]: the contacts of one list owner, keyed by Passport name.
+
+use super::Contact;
+use std::ops::Index;
+
+/// Every contact on any of one owner's lists, ordered by (lowercased) Passport name.
+///
+/// A sorted vector rather than a `BTreeMap<String, Contact>`: every online user's lists stay in memory, and for
+/// the usual few dozen contacts the map's nodes (sized for eleven entries each) and its second copy of every
+/// e-mail as the key cost more than the contacts themselves. Lookups are binary searches; inserting and removing
+/// move at most a few kilobytes, and happen at human speed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactMap {
+    sorted: Vec<Contact>,
+}
+
+impl ContactMap {
+    pub fn new() -> ContactMap {
+        ContactMap::default()
+    }
+
+    fn find(&self, email: &str) -> Result<usize, usize> {
+        self.sorted
+            .binary_search_by(|c| c.email.as_str().cmp(email))
+    }
+
+    /// The contact whose (lowercased) Passport name is `email`.
+    pub fn get(&self, email: &str) -> Option<&Contact> {
+        self.find(email).ok().map(|i| &self.sorted[i])
+    }
+
+    pub fn get_mut(&mut self, email: &str) -> Option<&mut Contact> {
+        match self.find(email) {
+            Ok(i) => self.sorted.get_mut(i),
+            Err(_) => None,
+        }
+    }
+
+    pub fn contains_key(&self, email: &str) -> bool {
+        self.find(email).is_ok()
+    }
+
+    /// Adds `contact` under its own `email`, replacing and returning an entry with the same name.
+    pub fn insert(&mut self, contact: Contact) -> Option<Contact> {
+        match self.find(&contact.email) {
+            Ok(i) => Some(std::mem::replace(&mut self.sorted[i], contact)),
+            Err(i) => {
+                self.sorted.insert(i, contact);
+                None
+            }
+        }
+    }
+
+    /// The contact named `email`, first inserting `make()` if there is none.
+    pub fn get_or_insert_with(
+        &mut self,
+        email: &str,
+        make: impl FnOnce() -> Contact,
+    ) -> &mut Contact {
+        let i = match self.find(email) {
+            Ok(i) => i,
+            Err(_) => {
+                let contact = make();
+                // Placed by its own name, so a caller's mismatch cannot break the order.
+                match self.find(&contact.email) {
+                    Ok(j) => {
+                        self.sorted[j] = contact;
+                        j
+                    }
+                    Err(j) => {
+                        self.sorted.insert(j, contact);
+                        j
+                    }
+                }
+            }
+        };
+        &mut self.sorted[i]
+    }
+
+    pub fn remove(&mut self, email: &str) -> Option<Contact> {
+        self.find(email).ok().map(|i| self.sorted.remove(i))
+    }
+
+    /// The contacts, ordered by Passport name.
+    pub fn values(&self) -> std::slice::Iter<'_, Contact> {
+        self.sorted.iter()
+    }
+
+    pub fn values_mut(&mut self) -> std::slice::IterMut<'_, Contact> {
+        self.sorted.iter_mut()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// Gives back spare capacity, e.g. after loading a whole list one contact at a time.
+    pub fn shrink_to_fit(&mut self) {
+        self.sorted.shrink_to_fit();
+    }
+}
+
+impl Index<&str> for ContactMap {
+    type Output = Contact;
+
+    /// The contact named `email`; panics if there is none (for tests and checked invariants only).
+    fn index(&self, email: &str) -> &Contact {
+        match self.get(email) {
+            Some(c) => c,
+            None => panic!("no contact {email}"),
+        }
+    }
+}
+
+impl FromIterator<Contact> for ContactMap {
+    fn from_iter<I: IntoIterator<Item = Contact>>(iter: I) -> Self {
+        let mut sorted: Vec<Contact> = iter.into_iter().collect();
+        sorted.sort_by(|a, b| a.email.cmp(&b.email));
+        sorted.dedup_by(|later, earlier| later.email == earlier.email);
+        ContactMap { sorted }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::lists::{Guid, List, ListSet};
+    use std::collections::BTreeSet;
+
+    fn contact(email: &str) -> Contact {
+        Contact {
+            email: email.to_owned(),
+            nickname: email.to_owned(),
+            lists: ListSet::only(List::Forward),
+            groups: BTreeSet::new(),
+            guid: Guid::random(),
+        }
+    }
+
+    #[test]
+    fn behaves_like_a_sorted_map() {
+        let mut m = ContactMap::new();
+        for e in ["m@x", "b@x", "z@x", "a@x"] {
+            assert!(m.insert(contact(e)).is_none());
+        }
+        let names: Vec<&str> = m.values().map(|c| c.email.as_str()).collect();
+        assert_eq!(names, ["a@x", "b@x", "m@x", "z@x"]);
+        let mut again = contact("b@x");
+        again.nickname = "Bee".into();
+        assert_eq!(m.insert(again).unwrap().nickname, "b@x");
+        assert_eq!(m["b@x"].nickname, "Bee");
+        assert_eq!(m.len(), 4);
+        assert!(m.contains_key("z@x") && !m.contains_key("y@x"));
+        m.get_mut("z@x").unwrap().nickname = "Zed".into();
+        assert_eq!(m.get("z@x").unwrap().nickname, "Zed");
+        assert_eq!(m.remove("a@x").unwrap().email, "a@x");
+        assert!(m.remove("a@x").is_none() && m.get("a@x").is_none());
+        let collected: ContactMap = ["c@x", "a@x", "c@x"].into_iter().map(contact).collect();
+        let names: Vec<&str> = collected.values().map(|c| c.email.as_str()).collect();
+        assert_eq!(names, ["a@x", "c@x"]);
+    }
+}
