@@ -1,6 +1,6 @@
-//! [`ContactMap`]: the contacts of one list owner, keyed by Passport name.
+//! [`ContactMap`] and [`GroupMap`]: one list owner's contacts and groups, as compact sorted vectors.
 
-use super::Contact;
+use super::{Contact, Group};
 use std::ops::Index;
 
 /// Every contact on any of one owner's lists, ordered by (lowercased) Passport name.
@@ -125,6 +125,95 @@ impl FromIterator<Contact> for ContactMap {
     }
 }
 
+/// The owner's groups, ordered by numeric id.
+///
+/// A sorted vector for the same reason as [`ContactMap`]: most users have a handful of groups, and a
+/// `BTreeMap` node holds room for eleven.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupMap {
+    sorted: Vec<Group>,
+}
+
+impl GroupMap {
+    pub fn new() -> GroupMap {
+        GroupMap::default()
+    }
+
+    fn find(&self, id: u32) -> Result<usize, usize> {
+        self.sorted.binary_search_by_key(&id, |g| g.id)
+    }
+
+    pub fn get(&self, id: &u32) -> Option<&Group> {
+        self.find(*id).ok().map(|i| &self.sorted[i])
+    }
+
+    pub fn get_mut(&mut self, id: &u32) -> Option<&mut Group> {
+        match self.find(*id) {
+            Ok(i) => self.sorted.get_mut(i),
+            Err(_) => None,
+        }
+    }
+
+    pub fn contains_key(&self, id: &u32) -> bool {
+        self.find(*id).is_ok()
+    }
+
+    /// Adds `group` as group `id` (its own `id` is set to match), replacing and returning the previous one.
+    pub fn insert(&mut self, id: u32, mut group: Group) -> Option<Group> {
+        group.id = id;
+        match self.find(id) {
+            Ok(i) => Some(std::mem::replace(&mut self.sorted[i], group)),
+            Err(i) => {
+                self.sorted.insert(i, group);
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, id: &u32) -> Option<Group> {
+        self.find(*id).ok().map(|i| self.sorted.remove(i))
+    }
+
+    /// The groups, ordered by id.
+    pub fn values(&self) -> std::slice::Iter<'_, Group> {
+        self.sorted.iter()
+    }
+
+    /// The group ids, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &u32> {
+        self.sorted.iter().map(|g| &g.id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+}
+
+impl Index<&u32> for GroupMap {
+    type Output = Group;
+
+    /// Group `id`; panics if there is none (for tests and checked invariants only).
+    fn index(&self, id: &u32) -> &Group {
+        match self.get(id) {
+            Some(g) => g,
+            None => panic!("no group {id}"),
+        }
+    }
+}
+
+impl FromIterator<Group> for GroupMap {
+    fn from_iter<I: IntoIterator<Item = Group>>(iter: I) -> Self {
+        let mut sorted: Vec<Group> = iter.into_iter().collect();
+        sorted.sort_by_key(|g| g.id);
+        sorted.dedup_by_key(|g| g.id);
+        GroupMap { sorted }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -164,5 +253,25 @@ mod tests {
         let collected: ContactMap = ["c@x", "a@x", "c@x"].into_iter().map(contact).collect();
         let names: Vec<&str> = collected.values().map(|c| c.email.as_str()).collect();
         assert_eq!(names, ["a@x", "c@x"]);
+    }
+
+    #[test]
+    fn groups_by_id() {
+        let g = |id: u32, name: &str| Group {
+            id,
+            guid: Guid::random(),
+            name: name.to_owned(),
+        };
+        let mut m: GroupMap = [g(3, "c"), g(0, "zero"), g(1, "a")].into_iter().collect();
+        let ids: Vec<u32> = m.values().map(|g| g.id).collect();
+        assert_eq!(ids, [0, 1, 3]);
+        assert!(m.insert(2, g(99, "b")).is_none());
+        assert_eq!(m[&2].id, 2);
+        assert_eq!(m.insert(1, g(1, "A")).unwrap().name, "a");
+        m.get_mut(&3).unwrap().name = "C".into();
+        assert_eq!(m.get(&3).unwrap().name, "C");
+        assert_eq!(m.remove(&0).unwrap().name, "zero");
+        assert!(!m.contains_key(&0) && m.get(&7).is_none());
+        assert_eq!(m.len(), 3);
     }
 }

@@ -27,13 +27,13 @@ mod ops;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
 use msgr_proto::ErrorCode;
 
-pub use map::ContactMap;
+pub use map::{ContactMap, GroupMap};
 pub use ops::{AddRequest, ExclusiveMembers};
 
 /// The name the service gives group 0, which every account has and cannot remove.
@@ -636,7 +636,7 @@ pub struct ContactList {
     /// Every contact on any list, keyed by lowercased Passport name.
     pub contacts: ContactMap,
     /// Every group, keyed by numeric id; group 0 is always present.
-    pub groups: BTreeMap<u32, Group>,
+    pub groups: GroupMap,
     /// `GTC`, `BLP`, phones, personal message.
     pub settings: Settings,
 }
@@ -645,7 +645,7 @@ impl ContactList {
     /// The state of an account that has never changed anything: version 0, no contacts, only group 0 (named
     /// [`DEFAULT_GROUP_NAME`], with the given GUID) and default settings.
     pub fn new(owner: &str, group_zero: Guid) -> ContactList {
-        let mut groups = BTreeMap::new();
+        let mut groups = GroupMap::new();
         groups.insert(
             0,
             Group {

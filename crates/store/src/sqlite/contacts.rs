@@ -187,7 +187,7 @@ fn load(conn: &Connection, owner: &str) -> Result<ContactList> {
         version,
         // Collected from an exact-size iterator: no spare capacity stays with an online user's list.
         contacts: contacts.into_values().collect(),
-        groups,
+        groups: groups.into_values().collect(),
         settings,
     })
 }
