@@ -306,6 +306,10 @@ impl ListCache {
             Generation::Guids => p.get(2..4),
         };
         if ver == ours && counts.is_none() {
+            if self.generation.is_none() {
+                // "0" both sides: an empty list, now known to be current.
+                self.reset(owner, gen, ver);
+            }
             return Ok(SyncProgress::Done);
         }
         self.reset(owner, gen, ver);

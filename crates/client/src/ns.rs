@@ -57,6 +57,8 @@ struct Shared {
     status: Mutex<Status>,
     personal_message: Mutex<Option<String>>,
     next_chat: Arc<AtomicU64>,
+    /// Whether the last `SYN` found the cached lists up to date (nothing downloaded).
+    lists_from_cache: std::sync::atomic::AtomicBool,
     timeout: Duration,
     shutdown: CancellationToken,
 }
@@ -98,6 +100,7 @@ impl Client {
             status: Mutex::new(config.initial_status),
             personal_message: Mutex::new(None),
             next_chat: Arc::new(AtomicU64::new(1)),
+            lists_from_cache: online.lists_from_cache.into(),
             timeout: config.timeout,
             shutdown: CancellationToken::new(),
         });
@@ -135,6 +138,13 @@ impl Client {
     /// A copy of the lists (save it with [`ListCache::save`] to skip the download next time).
     pub fn lists(&self) -> ListCache {
         lock(&self.shared.lists).clone()
+    }
+
+    /// Whether the last sign-in found the cached lists current, so none was downloaded.
+    pub fn lists_from_cache(&self) -> bool {
+        self.shared
+            .lists_from_cache
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn status(&self) -> Status {
@@ -436,6 +446,7 @@ struct Online {
     dialect: Dialect,
     next_trid: u32,
     name: String,
+    lists_from_cache: bool,
 }
 
 /// Answers `CHL` with the first official client ID this dialect accepts.
@@ -481,6 +492,7 @@ async fn go_online(
         wire.send_line("SYN", Some(syn_trid), &[&ver]).await?;
     }
     let mut progress = SyncProgress::Requested;
+    let mut downloaded = false;
     while progress != SyncProgress::Done {
         let f = wire.read_frame_within(t).await?;
         match f.command() {
@@ -491,6 +503,7 @@ async fn go_online(
             "QRY" | "MSG" | "SBS" | "GCF" => {}
             "SYN" if f.trid().map(|x| x.0) == Some(syn_trid) => {
                 progress = cache.on_syn(&cfg.email, dialect, &f)?;
+                downloaded = progress != SyncProgress::Done || ver != cache.version;
             }
             _ if f.trid().map(|x| x.0) == Some(syn_trid) && f.error_code().is_some() => {
                 return Err(server_error(&f).unwrap_or(ClientError::Closed));
@@ -522,6 +535,7 @@ async fn go_online(
         dialect,
         next_trid,
         name,
+        lists_from_cache: !downloaded,
     })
 }
 
@@ -610,6 +624,9 @@ impl Task {
                 Ok(o) => {
                     *lock(&self.shared.lists) = cache;
                     *lock(&self.shared.name) = o.name.clone();
+                    self.shared
+                        .lists_from_cache
+                        .store(o.lists_from_cache, std::sync::atomic::Ordering::Relaxed);
                     return Some(o);
                 }
                 Err(e) if e.is_transient() => {

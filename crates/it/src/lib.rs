@@ -231,6 +231,31 @@ impl TestServer {
         login(&self.endpoint(), dialect, email, password).await
     }
 
+    /// Stops the server (online sessions hear `OUT SSD`) and starts a new one on the same
+    /// ports and data directory, as an operator restarting `msgr serve` would.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT + Duration::from_secs(2), task)
+                .await
+                .context("the server did not stop in time")?
+                .context("the server task failed")?;
+        }
+        let config = Config {
+            msnp: self.addrs.msnp,
+            http: self.addrs.http,
+            https: self.addrs.https,
+            dispatch: self.addrs.dispatch,
+            ..self.config.clone()
+        };
+        let server = Server::bind(config)
+            .await
+            .context("binding the restarted server on the same ports")?;
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(server.run(self.shutdown.clone())));
+        Ok(())
+    }
+
     /// Shuts the server down (online sessions hear `OUT SSD`) and waits until it has stopped.
     pub async fn stop(mut self) -> Result<()> {
         self.shutdown.cancel();
