@@ -1,4 +1,7 @@
-//! The `msgr` command: `serve` runs the service, `user` administers accounts.
+//! The `msgr` command: `serve` runs the service, `user` administers accounts, `send`,
+//! `status` and `contacts` are scriptable client commands.
+
+mod client_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -40,6 +43,34 @@ enum Command {
     /// Manage accounts (works while the server runs).
     #[command(subcommand)]
     User(UserCommand),
+    /// Send one message: open a chat with --to, wait for them to join, send TEXT, leave.
+    Send {
+        #[command(flatten)]
+        connect: client_cmd::ConnectArgs,
+        /// Who to send it to.
+        #[arg(long)]
+        to: String,
+        /// The message (several words are joined with spaces).
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Sign in, set a status (online, busy, away, brb, phone, lunch, idle, invisible), sign out.
+    Status {
+        #[command(flatten)]
+        connect: client_cmd::ConnectArgs,
+        status: String,
+        /// Also change the display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Also set the personal message (MSNP11+).
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Print the contact list by group, with each contact's status.
+    Contacts {
+        #[command(flatten)]
+        connect: client_cmd::ConnectArgs,
+    },
 }
 
 #[derive(Args)]
@@ -115,6 +146,23 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(config, args),
         Command::User(cmd) => user(&config, cmd),
+        Command::Send { connect, to, text } => {
+            client_cmd::runtime()?.block_on(client_cmd::send(&connect, &to, &text.join(" ")))
+        }
+        Command::Status {
+            connect,
+            status,
+            name,
+            message,
+        } => client_cmd::runtime()?.block_on(client_cmd::status(
+            &connect,
+            &status,
+            name.as_deref(),
+            message.as_deref(),
+        )),
+        Command::Contacts { connect } => {
+            client_cmd::runtime()?.block_on(client_cmd::contacts(&connect))
+        }
     }
 }
 
