@@ -14,6 +14,7 @@ mod passport;
 mod scenario;
 mod session;
 mod stats;
+mod worker;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,11 +28,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Scenario {
-    /// TWN logins (VER, CVR, USR I, nexus, login2.srf, USR S, CHL/QRY, OUT) in a loop.
+    /// TWN logins (VER, CVR, USR I, nexus, login2.srf, USR S, CHL/QRY, OUT) in a loop;
+    /// --workers W spreads the logins, accounts and concurrency over W processes.
     Login(scenario::login::Args),
-    /// N users logged in and online, holding; the server's RSS and fds per user.
+    /// N users logged in and online, holding; the server's RSS and fds per user. Beyond
+    /// about 18,000 users (one process's files) it runs worker processes (--workers).
     Idle(scenario::idle::Args),
     /// N online users with K contacts each (a ring); time from CHG to each watcher's NLN.
+    /// The ring stays in one process (no --workers): keep N under about 18,000.
     Presence(scenario::presence::Args),
     /// P switchboard pairs exchanging messages; messages/s and round trips.
     Relay(scenario::relay::Args),
@@ -51,6 +55,7 @@ fn main() -> Result<()> {
             Scenario::Relay(a) => scenario::relay::run(a).await,
         }
     })?;
+    worker::finishing();
     report.0.print(report.1);
     Ok(())
 }

@@ -74,6 +74,9 @@ pub struct Report {
     pub scenario: &'static str,
     pub figures: Vec<(&'static str, Value)>,
     pub latencies: Vec<(&'static str, Summary)>,
+    /// Raw samples of each latency, kept (and written to JSON under `"samples"`, in
+    /// nanoseconds) only by worker processes, whose parent merges them.
+    pub samples: Option<Vec<(&'static str, Vec<Duration>)>>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -110,7 +113,14 @@ impl Report {
             scenario,
             figures: Vec::new(),
             latencies: Vec::new(),
+            samples: None,
         }
+    }
+
+    /// Keeps the raw samples of the latencies added from now on (for a parent process).
+    pub fn keep_samples(&mut self) -> &mut Self {
+        self.samples.get_or_insert_with(Vec::new);
+        self
     }
 
     pub fn figure(&mut self, name: &'static str, value: impl Into<Value>) -> &mut Self {
@@ -119,6 +129,9 @@ impl Report {
     }
 
     pub fn latency(&mut self, name: &'static str, samples: Vec<Duration>) -> &mut Self {
+        if let Some(kept) = &mut self.samples {
+            kept.push((name, samples.clone()));
+        }
         self.latencies.push((name, Summary::of(samples)));
         self
     }
@@ -143,6 +156,16 @@ impl Report {
                 json_number(ms(s.p99)),
                 json_number(ms(s.max)),
             ));
+        }
+        if let Some(kept) = &self.samples {
+            let lists: Vec<String> = kept
+                .iter()
+                .map(|(name, v)| {
+                    let ns: Vec<String> = v.iter().map(|d| d.as_nanos().to_string()).collect();
+                    format!("{}:[{}]", json_string(name), ns.join(","))
+                })
+                .collect();
+            parts.push(format!("\"samples\":{{{}}}", lists.join(",")));
         }
         format!("{{{}}}", parts.join(","))
     }
@@ -184,6 +207,195 @@ impl Report {
             println!("{}", self.to_json());
         } else {
             print!("{}", self.to_table());
+        }
+    }
+}
+
+/// A parsed JSON value: just enough to read back the reports of worker processes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    pub fn parse(text: &str) -> anyhow::Result<Json> {
+        let mut p = JsonParser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value(0)?;
+        p.space();
+        anyhow::ensure!(p.i == p.s.len(), "trailing characters at byte {}", p.i);
+        Ok(v)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Json::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn space(&mut self) {
+        while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> anyhow::Result<()> {
+        self.space();
+        anyhow::ensure!(
+            self.s.get(self.i) == Some(&c),
+            "expected '{}' at byte {}",
+            c as char,
+            self.i
+        );
+        self.i += 1;
+        Ok(())
+    }
+
+    fn value(&mut self, depth: usize) -> anyhow::Result<Json> {
+        anyhow::ensure!(depth < 32, "JSON nested too deeply");
+        self.space();
+        let rest = &self.s[self.i..];
+        match rest.first() {
+            Some(b'{') => {
+                self.i += 1;
+                let mut fields = Vec::new();
+                self.space();
+                if self.s.get(self.i) == Some(&b'}') {
+                    self.i += 1;
+                    return Ok(Json::Object(fields));
+                }
+                loop {
+                    self.space();
+                    let key = self.string()?;
+                    self.eat(b':')?;
+                    fields.push((key, self.value(depth + 1)?));
+                    self.space();
+                    match self.s.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(Json::Object(fields));
+                        }
+                        _ => anyhow::bail!("expected ',' or '}}' at byte {}", self.i),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.space();
+                if self.s.get(self.i) == Some(&b']') {
+                    self.i += 1;
+                    return Ok(Json::Array(items));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    self.space();
+                    match self.s.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(Json::Array(items));
+                        }
+                        _ => anyhow::bail!("expected ',' or ']' at byte {}", self.i),
+                    }
+                }
+            }
+            Some(b'"') => Ok(Json::Text(self.string()?)),
+            _ if rest.starts_with(b"null") => {
+                self.i += 4;
+                Ok(Json::Null)
+            }
+            _ if rest.starts_with(b"true") => {
+                self.i += 4;
+                Ok(Json::Bool(true))
+            }
+            _ if rest.starts_with(b"false") => {
+                self.i += 5;
+                Ok(Json::Bool(false))
+            }
+            _ => {
+                let len = rest
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
+                    .count();
+                let text = std::str::from_utf8(&rest[..len])?;
+                let n = text
+                    .parse::<f64>()
+                    .map_err(|_| anyhow::anyhow!("bad JSON value at byte {}", self.i))?;
+                self.i += len;
+                Ok(Json::Number(n))
+            }
+        }
+    }
+
+    fn string(&mut self) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            self.s.get(self.i) == Some(&b'"'),
+            "expected a string at byte {}",
+            self.i
+        );
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            let Some(&c) = self.s.get(self.i) else {
+                anyhow::bail!("unterminated string")
+            };
+            self.i += 1;
+            match c {
+                b'"' => return Ok(String::from_utf8(out)?),
+                b'\\' => {
+                    let Some(&e) = self.s.get(self.i) else {
+                        anyhow::bail!("unterminated escape")
+                    };
+                    self.i += 1;
+                    match e {
+                        b'n' => out.push(b'\n'),
+                        b't' => out.push(b'\t'),
+                        b'r' => out.push(b'\r'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'u' => {
+                            let hex = self.s.get(self.i..self.i + 4).unwrap_or_default();
+                            let code = u32::from_str_radix(std::str::from_utf8(hex)?, 16)?;
+                            self.i += 4;
+                            let ch = char::from_u32(code).unwrap_or('\u{fffd}');
+                            out.extend_from_slice(ch.to_string().as_bytes());
+                        }
+                        other => out.push(other),
+                    }
+                }
+                c => out.push(c),
+            }
         }
     }
 }
@@ -241,6 +453,52 @@ mod tests {
         assert!(table.starts_with("idle\n"));
         assert!(table.contains("kb_per_user"));
         assert!(table.contains("login"));
+    }
+
+    #[test]
+    fn kept_samples_read_back() {
+        let mut r = Report::new("login");
+        r.keep_samples()
+            .figure("logins", 2usize)
+            .figure("note", "q\"\\\n")
+            .latency("total", ms_list(&[3, 1]));
+        let j = Json::parse(&r.to_json()).expect("parses");
+        assert_eq!(j.get("logins").and_then(Json::as_f64), Some(2.0));
+        assert_eq!(j.get("note").and_then(Json::as_str), Some("q\"\\\n"));
+        assert_eq!(
+            j.get("samples").and_then(|s| s.get("total")),
+            Some(&Json::Array(vec![Json::Number(3e6), Json::Number(1e6)]))
+        );
+        assert_eq!(
+            j.get("total")
+                .and_then(|t| t.get("p50_ms"))
+                .and_then(Json::as_f64),
+            Some(1.0)
+        );
+        let plain = Report::new("x").to_json();
+        assert!(!plain.contains("samples"));
+    }
+
+    #[test]
+    fn json_parser_rejects_garbage() {
+        assert!(Json::parse("{\"a\":1").is_err());
+        assert!(Json::parse("{\"a\":1} x").is_err());
+        assert!(Json::parse("[1,,2]").is_err());
+        assert_eq!(
+            Json::parse(" {\"a\":[true,false,null,-1.5e3],\"b\":{}} ").expect("parses"),
+            Json::Object(vec![
+                (
+                    "a".into(),
+                    Json::Array(vec![
+                        Json::Bool(true),
+                        Json::Bool(false),
+                        Json::Null,
+                        Json::Number(-1500.0)
+                    ])
+                ),
+                ("b".into(), Json::Object(vec![])),
+            ])
+        );
     }
 
     #[test]
