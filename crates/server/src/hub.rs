@@ -32,20 +32,13 @@ pub enum Event {
     Presence(Arc<PresenceNotice>),
     /// Someone else's operation changed this session's list (today: its reverse list). The
     /// session applies it to its copy and tells its client (`ADD 0 RL …`, `REM 0 RL …`).
-    ListChanged {
-        change: Arc<msgr_core::lists::Change>,
-        /// The owner's list version after the change, as the store returned it.
-        version: u64,
-    },
+    ListChanged(Box<PeerChange>),
     /// A watched contact's `UUX` personal message (MSNP11+ watchers show it with `UBX`).
     PersonalMessage(Arc<PersonalMessage>),
     /// A contact on this user's forward list changed a phone property with `PRP`. The store
     /// moved this user's list version to `version` (its cached `BPR` lines are stale); `notice`
     /// is there when the contact's privacy lets this user see it (`BPR`).
-    ContactProperty {
-        notice: Option<Arc<PropertyNotice>>,
-        version: u64,
-    },
+    ContactProperty(Box<PropertyChanged>),
     /// Someone `CAL`led this user into a switchboard session: its NS session issues a cookie
     /// bound to itself and tells its client with `RNG`.
     Ring(Arc<Ring>),
@@ -76,6 +69,24 @@ pub struct PresenceNotice {
     pub caps: ClientCaps,
     /// The MSN object (MSNP9+), URL-encoded, exactly as the client sent it.
     pub msnobj: Option<String>,
+}
+
+/// [`Event::ListChanged`]'s content. Boxed, like every larger event, so that [`Event`] stays
+/// two words: each session's queue preallocates a block of slots for it.
+#[derive(Debug, Clone)]
+pub struct PeerChange {
+    pub change: msgr_core::lists::Change,
+    /// The owner's list version after the change, as the store returned it.
+    pub version: u64,
+}
+
+/// [`Event::ContactProperty`]'s content.
+#[derive(Debug, Clone)]
+pub struct PropertyChanged {
+    /// There when the contact's privacy lets this user see it (`BPR`).
+    pub notice: Option<Arc<PropertyNotice>>,
+    /// This user's list version, which the change moved.
+    pub version: u64,
 }
 
 /// A contact's new phone property, to relay as `BPR`.
@@ -326,6 +337,13 @@ mod tests {
                 group: None,
             },
         }
+    }
+
+    /// Every session's queue preallocates a block of 32 slots: a larger event would cost each
+    /// online user that much more memory while idle.
+    #[test]
+    fn events_stay_two_words() {
+        assert_eq!(std::mem::size_of::<Event>(), 16);
     }
 
     fn session(hub: &Hub, email: &str, queue: usize) -> (mpsc::Receiver<Event>, SessionHandle) {

@@ -206,10 +206,7 @@ impl NsSession {
             let owner = c.owner.clone();
             shared.hub.send(
                 &owner,
-                Event::ListChanged {
-                    change: Arc::new(c),
-                    version,
-                },
+                Event::ListChanged(Box::new(crate::hub::PeerChange { change: c, version })),
             );
         }
         if let (Some(before), Some(me)) = (before, user.state.presence()) {
@@ -694,7 +691,8 @@ impl NsSession {
             .hub
             .send_all(touched.into_iter().map(|(watcher, version)| {
                 let notice = seen.contains(&watcher).then(|| notice.clone());
-                (watcher, Event::ContactProperty { notice, version })
+                let changed = crate::hub::PropertyChanged { notice, version };
+                (watcher, Event::ContactProperty(Box::new(changed)))
             }));
         Ok(())
     }

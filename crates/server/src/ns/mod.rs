@@ -242,9 +242,9 @@ impl NsSession {
                 }
                 Flow::Continue
             }
-            Event::ContactProperty { notice, version } => {
+            Event::ContactProperty(p) => {
                 if let State::Online { dialect, user } = &self.state {
-                    bpr::contact_changed(*dialect, user, notice.as_deref(), version, out);
+                    bpr::contact_changed(*dialect, user, p.notice.as_deref(), p.version, out);
                 }
                 Flow::Continue
             }
@@ -256,9 +256,9 @@ impl NsSession {
             }
             // Switchboard events go to switchboard connections only.
             Event::Switchboard(_) => Flow::Continue,
-            Event::ListChanged { change, version } => {
+            Event::ListChanged(c) => {
                 if let State::Online { dialect, user } = &self.state {
-                    lists::peer_change(*dialect, user, &change, version, out);
+                    lists::peer_change(*dialect, user, &c.change, c.version, out);
                 }
                 Flow::Continue
             }

@@ -54,10 +54,18 @@ pub enum SbEvent {
     /// `JOI`.
     Joined(Arc<Member>),
     /// `BYE email[ 1]`.
-    Left { email: String, timeout: bool },
+    Left(Arc<Departure>),
     /// A complete `MSG email name len` frame with its payload, rendered once and shared by
-    /// every recipient (relayed byte for byte whatever their dialect).
-    Message(Bytes),
+    /// every recipient (relayed byte for byte whatever their dialect). Behind an `Arc` so the
+    /// event stays two words (see `hub::PeerChange`).
+    Message(Arc<Bytes>),
+}
+
+/// Who left a switchboard session, and whether the server dropped them (`BYE email 1`).
+#[derive(Debug)]
+pub struct Departure {
+    pub email: String,
+    pub timeout: bool,
 }
 
 /// Whether `frame`, as the first command of a connection, starts a switchboard session:
@@ -183,8 +191,9 @@ impl SbSession {
                 args.extend(caps.as_deref());
                 write_line(out, "JOI", None, &args);
             }
-            Event::Switchboard(SbEvent::Left { email, timeout }) => {
-                let args: &[&str] = if timeout { &[&email, "1"] } else { &[&email] };
+            Event::Switchboard(SbEvent::Left(d)) => {
+                let email = d.email.as_str();
+                let args: &[&str] = if d.timeout { &[email, "1"] } else { &[email] };
                 write_line(out, "BYE", None, args);
             }
             // NS events never reach a switchboard connection.

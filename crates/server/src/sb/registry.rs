@@ -22,7 +22,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::SbEvent;
+use super::{Departure, SbEvent};
 use crate::config::LimitsConfig;
 use crate::hub::Event;
 
@@ -254,10 +254,10 @@ impl Switchboards {
         let failed = broadcast(
             &m.list,
             None,
-            &SbEvent::Left {
+            &SbEvent::Left(Arc::new(Departure {
                 email: gone.member.email.clone(),
                 timeout,
-            },
+            })),
         );
         self.drop_failed(room, m, failed);
     }
@@ -279,7 +279,7 @@ impl Switchboards {
     /// the room at all, counts as a failure).
     pub fn relay(&self, room: &Room, from: u64, route: Route<'_>, frame: Bytes) -> bool {
         let m = room.lock();
-        let event = SbEvent::Message(frame);
+        let event = SbEvent::Message(Arc::new(frame));
         let (failed, found) = match route {
             // Said to nobody (everyone else has left) is not delivered: the sender hears NAK,
             // as the seeds show for a message to a conversation that emptied.
@@ -327,10 +327,10 @@ impl Switchboards {
             failed.clear();
             for email in gone {
                 tracing::warn!(room = room.id, account = %email, "switchboard participant too slow: dropped");
-                let event = SbEvent::Left {
+                let event = SbEvent::Left(Arc::new(Departure {
                     email,
                     timeout: true,
-                };
+                }));
                 for f in broadcast(&m.list, None, &event) {
                     if !failed.contains(&f) {
                         failed.push(f);
@@ -451,9 +451,9 @@ mod tests {
         assert!(!sb.relay(&room, 1, Route::All, Bytes::from_static(b"y")));
         assert!(kill_b.is_cancelled());
         match ra.try_recv().unwrap() {
-            Event::Switchboard(SbEvent::Left { email, timeout }) => {
-                assert_eq!(email, "b@x.com");
-                assert!(timeout);
+            Event::Switchboard(SbEvent::Left(d)) => {
+                assert_eq!(d.email, "b@x.com");
+                assert!(d.timeout);
             }
             other => panic!("{other:?}"),
         }
