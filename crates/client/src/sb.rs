@@ -106,6 +106,21 @@ impl Transfer {
         self.result.await.unwrap_or(Err(ClientError::SessionEnded))
     }
 
+    /// Waits for the end like [`Transfer::finished`], but cancels the transfer first if `stop`
+    /// completes before it ends (for a caller that must both wait and be able to cancel).
+    pub async fn finished_or_cancelled(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<u64, ClientError> {
+        tokio::select! {
+            r = &mut self.result => r.unwrap_or(Err(ClientError::SessionEnded)),
+            () = stop => {
+                self.cancel().await;
+                (&mut self.result).await.unwrap_or(Err(ClientError::SessionEnded))
+            }
+        }
+    }
+
     pub fn cookie(&self) -> &str {
         &self.cookie
     }

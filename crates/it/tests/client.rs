@@ -404,6 +404,29 @@ async fn file_transfer_is_byte_identical() -> Result<()> {
         outgoing.finished().await,
         Err(ClientError::Cancelled)
     ));
+
+    // The sender cancels while waiting: the receiver hears CANCEL, the sender gets Cancelled.
+    let outgoing = chat.send_file(&src, None).await?;
+    let offer = wait_for(&mut b_ev, "the third offer", |e| match e {
+        Event::Chat {
+            event: ChatEvent::FileOffered(o),
+            ..
+        } => Some(o.clone()),
+        _ => None,
+    })
+    .await?;
+    assert!(matches!(
+        outgoing.finished_or_cancelled(async {}).await,
+        Err(ClientError::Cancelled)
+    ));
+    wait_for(&mut b_ev, "the cancel", |e| match e {
+        Event::Chat {
+            event: ChatEvent::FileCancelled { cookie, .. },
+            ..
+        } if *cookie == offer.cookie => Some(()),
+        _ => None,
+    })
+    .await?;
     Ok(())
 }
 
