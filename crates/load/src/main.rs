@@ -9,6 +9,7 @@
 //! Each prints a table, or one JSON object with `--json`.
 
 mod conn;
+mod forward;
 mod msnp;
 mod passport;
 mod scenario;
@@ -37,7 +38,8 @@ enum Scenario {
     /// N online users with K contacts each (a ring); time from CHG to each watcher's NLN.
     /// The ring stays in one process (no --workers): keep N under about 18,000.
     Presence(scenario::presence::Args),
-    /// P switchboard pairs exchanging messages; messages/s and round trips.
+    /// P switchboard pairs exchanging messages; messages/s and round trips (--baseline:
+    /// the same through a bare byte forwarder, and the ratio).
     Relay(scenario::relay::Args),
 }
 
@@ -121,6 +123,11 @@ mod tests {
         };
         assert_eq!((r.pairs, r.window), (7, 4));
         assert!(r.target.json);
+        assert!(!r.baseline);
+        let Scenario::Relay(r) = parse(&["relay", "--baseline"]).expect("parses").scenario else {
+            panic!("wrong scenario")
+        };
+        assert!(r.baseline);
         assert!(parse(&["idle", "--count", "many"]).is_err());
         assert!(parse(&["idle", "--sources", "300"]).is_err());
     }

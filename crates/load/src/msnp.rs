@@ -126,6 +126,12 @@ pub fn msg(trid: u32, seq: u64) -> Vec<u8> {
     out
 }
 
+/// The payload length of [`msg`]`(_, seq)`.
+pub fn msg_payload_len(seq: u64) -> usize {
+    let m = msg(1, seq);
+    m.len() - m.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1)
+}
+
 /// Sends a received message's payload back: `MSG t A len` + the same payload.
 pub fn msg_echo(trid: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = format!("MSG {trid} A {}\r\n", payload.len()).into_bytes();
@@ -287,6 +293,21 @@ mod tests {
         assert_eq!(back[0].line(), format!("MSG 8 A {}", payload.len()));
         assert_eq!(back[0].payload().and_then(|p| msg_seq(p)), Some(42));
         assert_eq!(msg_seq(b"no body"), None);
+    }
+
+    #[test]
+    fn forwarded_messages_decode_on_both_sides() {
+        // Through a byte forwarder each side reads the other's client-form `MSG t A len`
+        // with its server-peer decoder.
+        let out = msg(3, 7);
+        let got = decode_all(Peer::Server, Dialect::Msnp12, &out);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].command(), "MSG");
+        let payload = got[0].payload().expect("payload");
+        assert_eq!(payload.len(), msg_payload_len(7));
+        let back = decode_all(Peer::Server, Dialect::Msnp12, &msg_echo(2, payload));
+        assert_eq!(back[0].payload().and_then(|p| msg_seq(p)), Some(7));
+        assert_eq!(msg_payload_len(12345), msg_payload_len(1) + 4);
     }
 
     #[test]

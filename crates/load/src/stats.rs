@@ -182,15 +182,22 @@ impl Report {
             let _ = writeln!(out, "  {name:<width$}  {v}");
         }
         if !self.latencies.is_empty() {
+            let w = self
+                .latencies
+                .iter()
+                .map(|(n, _)| n.len())
+                .max()
+                .unwrap_or(0)
+                .max(12);
             let _ = writeln!(
                 out,
-                "  {:<12} {:>9} {:>10} {:>10} {:>10} {:>10}",
+                "  {:<w$} {:>9} {:>10} {:>10} {:>10} {:>10}",
                 "latency", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
             );
             for (name, s) in &self.latencies {
                 let _ = writeln!(
                     out,
-                    "  {name:<12} {:>9} {:>10.3} {:>10.3} {:>10.3} {:>10.3}",
+                    "  {name:<w$} {:>9} {:>10.3} {:>10.3} {:>10.3} {:>10.3}",
                     s.count,
                     ms(s.p50),
                     ms(s.p90),

@@ -1,9 +1,17 @@
 //! `relay`: P switchboard pairs. Caller: `XFR SB` on its NS, `USR` on the switchboard, `CAL`;
 //! the callee gets `RNG` on its NS and `ANS`wers. Then the caller keeps `--window` messages
 //! (`MSG t A`) in flight, the callee echoes each one, and the caller times each round trip.
+//!
+//! With `--baseline`, the same clients then run the same pattern (pairs, window, duration,
+//! messages) through a bare in-process byte forwarder (see [`crate::forward`]) and the
+//! report gives both rates and their ratio. The comparison is what it is: through the
+//! server each message is parsed, checked and re-framed (`MSG email nick len`) and, in ack
+//! mode `A`, answered with an `ACK` to its sender; through the forwarder the bytes go
+//! through unchanged and nobody acknowledges anything.
 
 use super::Outcome;
 use crate::conn::{resolve, Conn, Reader};
+use crate::forward::Forwarder;
 use crate::msnp;
 use crate::session::{Ctx, Target};
 use crate::stats::Report;
@@ -31,6 +39,10 @@ pub struct Args {
     /// Seconds of exchange.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Then run the same pairs, window, duration and messages through a bare in-process
+    /// tokio byte forwarder on loopback, and report msgr's rate as a share of its rate.
+    #[arg(long)]
+    pub baseline: bool,
 }
 
 /// One pair with its switchboard connections open (NS connections kept until the end).
@@ -117,6 +129,8 @@ async fn connect_pair(ctx: &Ctx, p: usize) -> Result<Pair> {
 }
 
 /// The callee: echoes every message until the switchboard closes or the caller leaves.
+/// Through the forwarder it reads the caller's own `MSG t A len` lines: the decoder only
+/// needs the length, which ends both forms.
 async fn echo(mut rd: Reader, mut wr: OwnedWriteHalf) -> Result<()> {
     let mut trid: u32 = 2;
     loop {
@@ -128,7 +142,7 @@ async fn echo(mut rd: Reader, mut wr: OwnedWriteHalf) -> Result<()> {
                     trid = trid.wrapping_add(1).max(1);
                 }
             }
-            "BYE" => {
+            "BYE" | "OUT" => {
                 let _ = wr.write_all(b"OUT\r\n").await;
                 return Ok(());
             }
@@ -138,13 +152,14 @@ async fn echo(mut rd: Reader, mut wr: OwnedWriteHalf) -> Result<()> {
 }
 
 /// The caller: `window` messages in flight until `until`, then waits for the last echoes.
-async fn exchange(pair: Pair, window: usize, until: tokio::time::Instant) -> Result<PairResult> {
-    let Pair {
-        caller_sb,
-        callee_sb,
-        ns,
-        ..
-    } = pair;
+/// `ns` (the pair's notification connections, if any) are signed out at the end.
+async fn exchange(
+    caller_sb: Conn,
+    callee_sb: Conn,
+    ns: Vec<Conn>,
+    window: usize,
+    until: tokio::time::Instant,
+) -> Result<PairResult> {
     let echo_task = tokio::spawn(echo(callee_sb.rd, callee_sb.wr));
     let Conn {
         mut rd,
@@ -194,6 +209,8 @@ async fn exchange(pair: Pair, window: usize, until: tokio::time::Instant) -> Res
         }
     }
     let _ = wr.write_all(b"OUT\r\n").await;
+    // Our end of the stream too, which is all a forwarder passes on.
+    let _ = wr.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), echo_task).await;
     for mut c in ns {
         let _ = c.send(b"OUT\r\n").await;
@@ -228,14 +245,87 @@ pub async fn run(args: Args) -> Outcome {
         }
     }
     let setups: Vec<Duration> = pairs.iter().map(|p| p.setup).collect();
+    let runs = pairs
+        .into_iter()
+        .map(|p| (p.caller_sb, p.callee_sb, p.ns.into()))
+        .collect();
+    let msgr = measure(runs, args.window, args.duration).await?;
+
+    let mut report = Report::new("relay");
+    report
+        .figure("pairs", args.pairs)
+        .figure("window", args.window)
+        .figure("msg_payload_bytes", msnp::msg_payload_len(0))
+        .figure("seconds", msgr.seconds)
+        .figure("messages_sent_by_callers", msgr.all.sent)
+        .figure("round_trips", msgr.all.rtts.len())
+        .figure("messages_per_sec", msgr.rate)
+        .figure("acks", msgr.all.acks)
+        .figure("naks", msgr.all.naks);
+    let mut forwarder_rtts = None;
+    if args.baseline {
+        // Let the server finish closing the switchboards before the baseline starts.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let fwd = Forwarder::start(args.pairs).await?;
+        let mut runs = Vec::with_capacity(args.pairs);
+        for addr in &fwd.addrs {
+            // The same connections as through the server: caller first, then callee, from
+            // the same source addresses, with the same decoder and transaction numbers.
+            let mut a = Conn::connect(*addr, &ctx.sources).await?;
+            let mut b = Conn::connect(*addr, &ctx.sources).await?;
+            a.set_dialect(ctx.dialect);
+            b.set_dialect(ctx.dialect);
+            a.next_trid = 3;
+            b.next_trid = 2;
+            runs.push((a, b, Vec::new()));
+        }
+        let base = measure(runs, args.window, args.duration).await?;
+        // Every pair has closed both ways by now; a stuck one is not waited for long.
+        let copied: u64 = tokio::time::timeout(Duration::from_secs(5), fwd.finish())
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|(ab, ba)| ab + ba)
+            .sum();
+        report
+            .figure("forwarder_messages_sent_by_callers", base.all.sent)
+            .figure("forwarder_round_trips", base.all.rtts.len())
+            .figure("forwarder_messages_per_sec", base.rate)
+            .figure("forwarder_bytes_copied", copied)
+            .figure("msgr_percent_of_forwarder", 100.0 * msgr.rate / base.rate);
+        forwarder_rtts = Some(base.all.rtts);
+    }
+    report.latency("round_trip", msgr.all.rtts);
+    if let Some(rtts) = forwarder_rtts {
+        report.latency("fwd_round_trip", rtts);
+    }
+    report.latency("pair_setup", setups);
+    Ok((report, args.target.json))
+}
+
+/// What one phase (through the server, or through the forwarder) measured.
+struct Phase {
+    all: PairResult,
+    seconds: f64,
+    /// Messages per second, both directions, counting round trips completed in time.
+    rate: f64,
+}
+
+/// Runs every pair's exchange for `duration` seconds at once.
+async fn measure(
+    runs: Vec<(Conn, Conn, Vec<Conn>)>,
+    window: usize,
+    duration: u64,
+) -> Result<Phase> {
     let started = Instant::now();
-    let until = tokio::time::Instant::now() + Duration::from_secs(args.duration);
-    let mut runs = tokio::task::JoinSet::new();
-    for pair in pairs {
-        runs.spawn(exchange(pair, args.window, until));
+    let until = tokio::time::Instant::now() + Duration::from_secs(duration);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (caller, callee, ns) in runs {
+        tasks.spawn(exchange(caller, callee, ns, window, until));
     }
     let mut all = PairResult::default();
-    while let Some(r) = runs.join_next().await {
+    while let Some(r) = tasks.join_next().await {
         let r = r??;
         all.rtts.extend(r.rtts);
         all.sent += r.sent;
@@ -243,22 +333,12 @@ pub async fn run(args: Args) -> Outcome {
         all.acks += r.acks;
         all.naks += r.naks;
     }
-    let elapsed = Duration::from_secs(args.duration.max(1)).min(started.elapsed());
-    let round_trips = all.rtts.len();
-    let mut report = Report::new("relay");
-    report
-        .figure("pairs", args.pairs)
-        .figure("window", args.window)
-        .figure("seconds", elapsed.as_secs_f64())
-        .figure("messages_sent_by_callers", all.sent)
-        .figure("round_trips", round_trips)
-        .figure(
-            "messages_per_sec",
-            (2 * all.in_time) as f64 / elapsed.as_secs_f64(),
-        )
-        .figure("acks", all.acks)
-        .figure("naks", all.naks)
-        .latency("round_trip", all.rtts)
-        .latency("pair_setup", setups);
-    Ok((report, args.target.json))
+    let seconds = Duration::from_secs(duration.max(1))
+        .min(started.elapsed())
+        .as_secs_f64();
+    Ok(Phase {
+        rate: (2 * all.in_time) as f64 / seconds,
+        seconds,
+        all,
+    })
 }
