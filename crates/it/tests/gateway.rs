@@ -405,6 +405,30 @@ async fn gw_login(srv: &TestServer, ep: &Endpoint, dialect: Dialect, name: &str)
     Ok(gw)
 }
 
+/// Alice (TCP, MSNP12) has bob on her forward list and both are online; bob (MSNP12) is on
+/// the gateway. The setup several gateway rules start from.
+async fn alice_on_tcp_watches_bob_on_the_gateway(
+    srv: &TestServer,
+    ep: &Endpoint,
+) -> Result<(Conn, Gw)> {
+    account(&srv, "alice").await?;
+    account(&srv, "bob").await?;
+    let mut alice = srv
+        .login(Dialect::Msnp12, &email("alice"), PASSWORD)
+        .await?;
+    let mut bob = gw_login(&srv, &ep, Dialect::Msnp12, "bob").await?;
+    add(&mut alice, Dialect::Msnp12, 6, "FL", "bob").await?;
+    bob.expect_match(&rl_notice(Dialect::Msnp12, "alice"))
+        .await?;
+    chg(&mut alice, Dialect::Msnp12, 7, "NLN").await?;
+    bob.send("CHG 6 NLN 1342177280:0").await?;
+    bob.expect_line("CHG 6 NLN 1342177280:0").await?;
+    alice
+        .expect_line(&nln(Dialect::Msnp12, Dialect::Msnp12, "NLN", "bob"))
+        .await?;
+    Ok((alice, bob))
+}
+
 async fn server(limits: LimitsConfig) -> Result<TestServer> {
     TestServer::start(ServerOptions {
         limits,
@@ -680,21 +704,7 @@ async fn msnp8_gateway_client_over_https_meets_tcp_client() -> Result<()> {
 async fn png_is_refused_over_http() -> Result<()> {
     let srv = server(LimitsConfig::default()).await?;
     let ep = Endpoint::http(&srv);
-    account(&srv, "alice").await?;
-    account(&srv, "bob").await?;
-    let mut alice = srv
-        .login(Dialect::Msnp12, &email("alice"), PASSWORD)
-        .await?;
-    let mut bob = gw_login(&srv, &ep, Dialect::Msnp12, "bob").await?;
-    add(&mut alice, Dialect::Msnp12, 6, "FL", "bob").await?;
-    bob.expect_match(&rl_notice(Dialect::Msnp12, "alice"))
-        .await?;
-    chg(&mut alice, Dialect::Msnp12, 7, "NLN").await?;
-    bob.send("CHG 6 NLN 1342177280:0").await?;
-    bob.expect_line("CHG 6 NLN 1342177280:0").await?;
-    alice
-        .expect_line(&nln(Dialect::Msnp12, Dialect::Msnp12, "NLN", "bob"))
-        .await?;
+    let (mut alice, bob) = alice_on_tcp_watches_bob_on_the_gateway(&srv, &ep).await?;
 
     let r = ep
         .post(&format!("{GATEWAY}?SessionID={}", bob.id), b"PNG\r\n")
@@ -725,21 +735,7 @@ async fn idle_sessions_expire() -> Result<()> {
     })
     .await?;
     let ep = Endpoint::http(&srv);
-    account(&srv, "alice").await?;
-    account(&srv, "bob").await?;
-    let mut alice = srv
-        .login(Dialect::Msnp12, &email("alice"), PASSWORD)
-        .await?;
-    let mut bob = gw_login(&srv, &ep, Dialect::Msnp12, "bob").await?;
-    add(&mut alice, Dialect::Msnp12, 6, "FL", "bob").await?;
-    bob.expect_match(&rl_notice(Dialect::Msnp12, "alice"))
-        .await?;
-    chg(&mut alice, Dialect::Msnp12, 7, "NLN").await?;
-    bob.send("CHG 6 NLN 1342177280:0").await?;
-    bob.expect_line("CHG 6 NLN 1342177280:0").await?;
-    alice
-        .expect_line(&nln(Dialect::Msnp12, Dialect::Msnp12, "NLN", "bob"))
-        .await?;
+    let (mut alice, bob) = alice_on_tcp_watches_bob_on_the_gateway(&srv, &ep).await?;
     // bob stops polling.
     alice.expect_line(&fln("bob")).await?;
     let r = ep
@@ -941,21 +937,7 @@ async fn output_nobody_polls_for_is_bounded() -> Result<()> {
     })
     .await?;
     let ep = Endpoint::http(&srv);
-    account(&srv, "alice").await?;
-    account(&srv, "bob").await?;
-    let mut alice = srv
-        .login(Dialect::Msnp12, &email("alice"), PASSWORD)
-        .await?;
-    let mut bob = gw_login(&srv, &ep, Dialect::Msnp12, "bob").await?;
-    add(&mut alice, Dialect::Msnp12, 6, "FL", "bob").await?;
-    bob.expect_match(&rl_notice(Dialect::Msnp12, "alice"))
-        .await?;
-    chg(&mut alice, Dialect::Msnp12, 7, "NLN").await?;
-    bob.send("CHG 6 NLN 1342177280:0").await?;
-    bob.expect_line("CHG 6 NLN 1342177280:0").await?;
-    alice
-        .expect_line(&nln(Dialect::Msnp12, Dialect::Msnp12, "NLN", "bob"))
-        .await?;
+    let (mut alice, mut bob) = alice_on_tcp_watches_bob_on_the_gateway(&srv, &ep).await?;
 
     bob.send("XFR 7 SB").await?;
     let xfr = bob.expect_match("XFR 7 SB {any} CKI {any}").await?;
