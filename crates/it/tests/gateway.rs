@@ -411,12 +411,12 @@ async fn alice_on_tcp_watches_bob_on_the_gateway(
     srv: &TestServer,
     ep: &Endpoint,
 ) -> Result<(Conn, Gw)> {
-    account(&srv, "alice").await?;
-    account(&srv, "bob").await?;
+    account(srv, "alice").await?;
+    account(srv, "bob").await?;
     let mut alice = srv
         .login(Dialect::Msnp12, &email("alice"), PASSWORD)
         .await?;
-    let mut bob = gw_login(&srv, &ep, Dialect::Msnp12, "bob").await?;
+    let mut bob = gw_login(srv, ep, Dialect::Msnp12, "bob").await?;
     add(&mut alice, Dialect::Msnp12, 6, "FL", "bob").await?;
     bob.expect_match(&rl_notice(Dialect::Msnp12, "alice"))
         .await?;
