@@ -1,6 +1,7 @@
 //! The `msgr` command: `serve` runs the service, `user` administers accounts, `send`,
 //! `status` and `contacts` are scriptable client commands.
 
+mod chat;
 mod client_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -70,6 +71,14 @@ enum Command {
     Contacts {
         #[command(flatten)]
         connect: client_cmd::ConnectArgs,
+    },
+    /// The terminal messenger: contacts, chats, status, groups and file transfers (`?` for keys).
+    Chat {
+        #[command(flatten)]
+        connect: client_cmd::ConnectArgs,
+        /// Where accepted files are saved.
+        #[arg(long, default_value = ".")]
+        downloads: PathBuf,
     },
 }
 
@@ -162,6 +171,9 @@ fn run(cli: Cli) -> Result<()> {
         )),
         Command::Contacts { connect } => {
             client_cmd::runtime()?.block_on(client_cmd::contacts(&connect))
+        }
+        Command::Chat { connect, downloads } => {
+            client_cmd::runtime()?.block_on(chat::run(&connect, downloads))
         }
     }
 }
