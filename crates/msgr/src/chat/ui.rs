@@ -333,7 +333,13 @@ Anywhere
 
 fn draw_modal(f: &mut Frame, modal: &Modal) {
     match modal {
-        Modal::Help => popup(f, "Keys (any key closes)", HELP, 70, 20),
+        Modal::Help => popup(
+            f,
+            "Keys (any key closes)",
+            HELP,
+            72,
+            HELP.lines().count() as u16 + 2,
+        ),
         Modal::Confirm { question, .. } => {
             popup(f, "Confirm", &format!("{question}\n\n(y/n)"), 56, 6)
         }
