@@ -663,7 +663,7 @@ impl App {
                 "? help  Enter chat  a add  d delete  b block  g group  r rename  m move  s status  n name  p message  Tab chats  q quit"
             }
             (None, true, Focus::Chat(_)) => {
-                "F1 help  Enter send  Esc contacts  Tab next chat  ^F send file  ^X cancel transfer  ^W close  ^C quit"
+                "F1 help  Enter send  Esc contacts  Tab next chat  ^F send file  ^X cancel  ^W close  ^C quit"
             }
         }
     }
@@ -1127,10 +1127,11 @@ impl App {
                 conv.typing = Some((name, now));
             }
             ChatEvent::FileOffered(offer) => {
+                let name = self.name_of(&offer.from);
                 let conv = self.conversation_for(chat, &offer.from);
                 conv.info(format!(
                     "{} offers {} ({})",
-                    offer.from,
+                    name,
                     offer.file_name,
                     human_size(offer.size)
                 ));
