@@ -116,12 +116,37 @@ pub fn rng(f: &Frame) -> Option<Ring> {
     }
 }
 
+/// The acknowledgement mode of a switchboard `MSG`: `A` (always `ACK` or `NAK`), `N` (only
+/// `NAK`, what clients use for text) or `U` (never answered, as for typing).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AckMode {
+    #[default]
+    A,
+    N,
+    U,
+}
+
+impl AckMode {
+    pub fn token(self) -> &'static str {
+        match self {
+            AckMode::A => "A",
+            AckMode::N => "N",
+            AckMode::U => "U",
+        }
+    }
+}
+
 /// `MSG t A len` with a plain-text body carrying `seq`.
 pub fn msg(trid: u32, seq: u64) -> Vec<u8> {
+    msg_with(trid, AckMode::A, seq)
+}
+
+/// `MSG t mode len` with a plain-text body carrying `seq`.
+pub fn msg_with(trid: u32, mode: AckMode, seq: u64) -> Vec<u8> {
     let payload = format!(
         "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\nX-MMS-IM-Format: FN=Arial; EF=; CO=0; CS=0; PF=0\r\n\r\n{seq}"
     );
-    let mut out = format!("MSG {trid} A {}\r\n", payload.len()).into_bytes();
+    let mut out = format!("MSG {trid} {} {}\r\n", mode.token(), payload.len()).into_bytes();
     out.extend_from_slice(payload.as_bytes());
     out
 }
@@ -132,9 +157,9 @@ pub fn msg_payload_len(seq: u64) -> usize {
     m.len() - m.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1)
 }
 
-/// Sends a received message's payload back: `MSG t A len` + the same payload.
-pub fn msg_echo(trid: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("MSG {trid} A {}\r\n", payload.len()).into_bytes();
+/// Sends a received message's payload back: `MSG t mode len` + the same payload.
+pub fn msg_echo_with(trid: u32, mode: AckMode, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("MSG {trid} {} {}\r\n", mode.token(), payload.len()).into_bytes();
     out.extend_from_slice(payload);
     out
 }
@@ -288,11 +313,17 @@ mod tests {
         relayed.extend_from_slice(payload);
         let got = decode_all(Peer::Server, Dialect::Msnp12, &relayed);
         assert_eq!(got.len(), 1);
-        let echo = msg_echo(8, got[0].payload().expect("payload"));
+        let echo = msg_echo_with(8, AckMode::A, got[0].payload().expect("payload"));
         let back = decode_all(Peer::Client, Dialect::Msnp12, &echo);
         assert_eq!(back[0].line(), format!("MSG 8 A {}", payload.len()));
         assert_eq!(back[0].payload().and_then(|p| msg_seq(p)), Some(42));
         assert_eq!(msg_seq(b"no body"), None);
+        let n = msg_with(4, AckMode::N, 9);
+        let f = decode_all(Peer::Client, Dialect::Msnp12, &n);
+        assert_eq!(f[0].line(), format!("MSG 4 N {}", payload.len() - 1));
+        let u = msg_echo_with(5, AckMode::U, payload);
+        let f = decode_all(Peer::Client, Dialect::Msnp12, &u);
+        assert_eq!(f[0].line(), format!("MSG 5 U {}", payload.len()));
     }
 
     #[test]
@@ -305,7 +336,11 @@ mod tests {
         assert_eq!(got[0].command(), "MSG");
         let payload = got[0].payload().expect("payload");
         assert_eq!(payload.len(), msg_payload_len(7));
-        let back = decode_all(Peer::Server, Dialect::Msnp12, &msg_echo(2, payload));
+        let back = decode_all(
+            Peer::Server,
+            Dialect::Msnp12,
+            &msg_echo_with(2, AckMode::A, payload),
+        );
         assert_eq!(back[0].payload().and_then(|p| msg_seq(p)), Some(7));
         assert_eq!(msg_payload_len(12345), msg_payload_len(1) + 4);
     }

@@ -12,7 +12,7 @@
 use super::Outcome;
 use crate::conn::{resolve, Conn, Reader};
 use crate::forward::Forwarder;
-use crate::msnp;
+use crate::msnp::{self, AckMode};
 use crate::session::{Ctx, Target};
 use crate::stats::Report;
 use anyhow::{bail, Context, Result};
@@ -43,6 +43,10 @@ pub struct Args {
     /// tokio byte forwarder on loopback, and report msgr's rate as a share of its rate.
     #[arg(long)]
     pub baseline: bool,
+    /// Acknowledgement mode of every message: `a` (an `ACK` for each, the default), `n`
+    /// (what clients use for text: only failures are answered) or `u` (never answered).
+    #[arg(long, value_enum, default_value_t = AckMode::A)]
+    pub ack: AckMode,
 }
 
 /// One pair with its switchboard connections open (NS connections kept until the end).
@@ -131,14 +135,14 @@ async fn connect_pair(ctx: &Ctx, p: usize) -> Result<Pair> {
 /// The callee: echoes every message until the switchboard closes or the caller leaves.
 /// Through the forwarder it reads the caller's own `MSG t A len` lines: the decoder only
 /// needs the length, which ends both forms.
-async fn echo(mut rd: Reader, mut wr: OwnedWriteHalf) -> Result<()> {
+async fn echo(mut rd: Reader, mut wr: OwnedWriteHalf, mode: AckMode) -> Result<()> {
     let mut trid: u32 = 2;
     loop {
         let f = rd.recv_forever().await?;
         match f.command() {
             "MSG" => {
                 if let Some(p) = f.payload() {
-                    wr.write_all(&msnp::msg_echo(trid, p)).await?;
+                    wr.write_all(&msnp::msg_echo_with(trid, mode, p)).await?;
                     trid = trid.wrapping_add(1).max(1);
                 }
             }
@@ -158,9 +162,10 @@ async fn exchange(
     callee_sb: Conn,
     ns: Vec<Conn>,
     window: usize,
+    mode: AckMode,
     until: tokio::time::Instant,
 ) -> Result<PairResult> {
-    let echo_task = tokio::spawn(echo(callee_sb.rd, callee_sb.wr));
+    let echo_task = tokio::spawn(echo(callee_sb.rd, callee_sb.wr, mode));
     let Conn {
         mut rd,
         mut wr,
@@ -175,7 +180,7 @@ async fn exchange(
         let sending = now < until;
         if sending {
             while in_flight.len() < window.max(1) {
-                wr.write_all(&msnp::msg(next_trid, seq)).await?;
+                wr.write_all(&msnp::msg_with(next_trid, mode, seq)).await?;
                 in_flight.insert(seq, Instant::now());
                 res.sent += 1;
                 seq += 1;
@@ -249,12 +254,13 @@ pub async fn run(args: Args) -> Outcome {
         .into_iter()
         .map(|p| (p.caller_sb, p.callee_sb, p.ns.into()))
         .collect();
-    let msgr = measure(runs, args.window, args.duration).await?;
+    let msgr = measure(runs, args.window, args.ack, args.duration).await?;
 
     let mut report = Report::new("relay");
     report
         .figure("pairs", args.pairs)
         .figure("window", args.window)
+        .figure("ack_mode", args.ack.token())
         .figure("msg_payload_bytes", msnp::msg_payload_len(0))
         .figure("seconds", msgr.seconds)
         .figure("messages_sent_by_callers", msgr.all.sent)
@@ -279,7 +285,7 @@ pub async fn run(args: Args) -> Outcome {
             b.next_trid = 2;
             runs.push((a, b, Vec::new()));
         }
-        let base = measure(runs, args.window, args.duration).await?;
+        let base = measure(runs, args.window, args.ack, args.duration).await?;
         // Every pair has closed both ways by now; a stuck one is not waited for long.
         let copied: u64 = tokio::time::timeout(Duration::from_secs(5), fwd.finish())
             .await
@@ -316,13 +322,14 @@ struct Phase {
 async fn measure(
     runs: Vec<(Conn, Conn, Vec<Conn>)>,
     window: usize,
+    mode: AckMode,
     duration: u64,
 ) -> Result<Phase> {
     let started = Instant::now();
     let until = tokio::time::Instant::now() + Duration::from_secs(duration);
     let mut tasks = tokio::task::JoinSet::new();
     for (caller, callee, ns) in runs {
-        tasks.spawn(exchange(caller, callee, ns, window, until));
+        tasks.spawn(exchange(caller, callee, ns, window, mode, until));
     }
     let mut all = PairResult::default();
     while let Some(r) = tasks.join_next().await {
