@@ -13,12 +13,12 @@
 //! In-process today; a NATS-backed hub would publish the same events on subjects and keep the
 //! privacy data of remote users in its own cache.
 
+use crate::queue;
 use msgr_core::lists::ContactList;
 use msgr_core::presence::{ClientCaps, Status};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +72,7 @@ pub struct PresenceNotice {
 }
 
 /// [`Event::ListChanged`]'s content. Boxed, like every larger event, so that [`Event`] stays
-/// two words: each session's queue preallocates a block of slots for it.
+/// two words: queued events are held by value in every session's queue.
 #[derive(Debug, Clone)]
 pub struct PeerChange {
     pub change: msgr_core::lists::Change,
@@ -164,7 +164,7 @@ impl UserState {
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     pub id: u64,
-    pub events: mpsc::Sender<Event>,
+    pub events: queue::Sender<Event>,
     /// Cancelled to drop the session when it cannot take events fast enough.
     pub kill: CancellationToken,
     pub state: Arc<UserState>,
@@ -339,15 +339,15 @@ mod tests {
         }
     }
 
-    /// Every session's queue preallocates a block of 32 slots: a larger event would cost each
-    /// online user that much more memory while idle.
+    /// Queued events are held by value: a larger event would make every queued notice (a
+    /// fan-out burst to thousands of sessions) cost that much more memory.
     #[test]
     fn events_stay_two_words() {
         assert_eq!(std::mem::size_of::<Event>(), 16);
     }
 
-    fn session(hub: &Hub, email: &str, queue: usize) -> (mpsc::Receiver<Event>, SessionHandle) {
-        let (tx, rx) = mpsc::channel(queue);
+    fn session(hub: &Hub, email: &str, queue: usize) -> (queue::Receiver<Event>, SessionHandle) {
+        let (tx, rx) = queue::channel(queue);
         let handle = SessionHandle {
             id: hub.session_id(),
             events: tx,

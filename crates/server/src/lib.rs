@@ -11,6 +11,7 @@ pub mod hub;
 mod msnp;
 mod ns;
 pub mod passport;
+mod queue;
 mod sb;
 pub mod tls;
 

@@ -14,6 +14,7 @@
 //! loop over an in-memory pipe per gateway session, so every command has one implementation
 //! whatever carries it. [`Transport`] names the few documented differences.
 
+use crate::queue;
 use bytes::BytesMut;
 use msgr_proto::frame::{FrameDecoder, Peer};
 use std::net::SocketAddr;
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -167,7 +167,7 @@ where
     let mut decoder = FrameDecoder::new(Peer::Client, limits.codec());
     let mut inbuf = BytesMut::with_capacity(512);
     let mut out = BytesMut::new();
-    let (events_tx, mut events) = mpsc::channel(limits.event_queue);
+    let (events_tx, mut events) = queue::channel(limits.event_queue);
     let mut session = Session::Ns(NsSession::new(
         shared.clone(),
         peer,
@@ -266,7 +266,7 @@ where
 struct Ctx<'a> {
     shared: &'a Arc<Shared>,
     peer: SocketAddr,
-    events: &'a mpsc::Sender<Event>,
+    events: &'a queue::Sender<Event>,
     /// No command has been seen yet.
     first: &'a mut bool,
 }

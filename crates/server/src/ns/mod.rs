@@ -19,12 +19,12 @@ mod usr;
 mod ver;
 mod xfr;
 
+use crate::queue;
 use bytes::BytesMut;
 use msgr_proto::frame::{write_line, Frame, FrameError, TrId};
 use msgr_proto::{Dialect, ErrorCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +87,7 @@ pub struct NsSession {
     transport: Transport,
     id: u64,
     /// Handed to the hub at login so other sessions can reach this one.
-    events: mpsc::Sender<Event>,
+    events: queue::Sender<Event>,
     state: State,
     /// When the session expires unless something resets it: the login deadline, then the
     /// idle deadline.
@@ -102,7 +102,7 @@ impl NsSession {
         peer: SocketAddr,
         role: ListenerRole,
         transport: Transport,
-        events: mpsc::Sender<Event>,
+        events: queue::Sender<Event>,
     ) -> Self {
         let id = shared.hub.session_id();
         let deadline = Instant::now() + shared.config.limits.login_timeout();

@@ -29,6 +29,7 @@
 
 mod registry;
 
+use crate::queue;
 use bytes::{BufMut, Bytes, BytesMut};
 use msgr_core::passport::Passport;
 use msgr_core::presence::Status;
@@ -37,7 +38,6 @@ use msgr_proto::mime::MimeMessage;
 use msgr_proto::{Dialect, ErrorCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -97,14 +97,14 @@ pub struct SbSession {
     /// This connection's id in its room.
     id: u64,
     /// This connection's bounded queue: the room delivers to it without waiting.
-    events: mpsc::Sender<Event>,
+    events: queue::Sender<Event>,
     kill: CancellationToken,
     state: State,
     deadline: Instant,
 }
 
 impl SbSession {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, events: mpsc::Sender<Event>) -> Self {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, events: queue::Sender<Event>) -> Self {
         let deadline = Instant::now() + shared.config.limits.login_timeout();
         SbSession {
             id: shared.hub.session_id(),

@@ -10,6 +10,7 @@
 //! Lock order: the registry (`inner`), then a room's `members`; a room's lock is never held
 //! while taking the registry's.
 
+use crate::queue;
 use bytes::Bytes;
 use msgr_core::presence::ClientCaps;
 use msgr_proto::Dialect;
@@ -17,7 +18,6 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -60,7 +60,7 @@ struct Participant {
     /// The switchboard connection (a hub session id, unique per connection).
     conn: u64,
     member: Arc<Member>,
-    events: mpsc::Sender<Event>,
+    events: queue::Sender<Event>,
     kill: CancellationToken,
 }
 
@@ -221,7 +221,7 @@ impl Switchboards {
         room: &Room,
         conn: u64,
         member: Arc<Member>,
-        events: mpsc::Sender<Event>,
+        events: queue::Sender<Event>,
         kill: CancellationToken,
     ) -> Result<Vec<Arc<Member>>, JoinError> {
         let mut m = room.lock();
@@ -427,8 +427,8 @@ mod tests {
     fn a_full_queue_drops_the_participant_and_the_room_ends_when_empty() {
         let sb = Switchboards::new(&limits());
         let room = sb.create().unwrap();
-        let (ta, mut ra) = mpsc::channel(8);
-        let (tb, _rb) = mpsc::channel(1);
+        let (ta, mut ra) = queue::channel(8);
+        let (tb, _rb) = queue::channel(1);
         let kill_b = CancellationToken::new();
         sb.join(
             &room,
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(sb.room_count(), 1);
         sb.leave(&room, 1, false);
         assert_eq!(sb.room_count(), 0);
-        let (tc, _rc) = mpsc::channel(1);
+        let (tc, _rc) = queue::channel(1);
         assert_eq!(
             sb.join(
                 &room,
@@ -483,7 +483,7 @@ mod tests {
         assert!(sb.create().is_err());
         let mut rx = Vec::new();
         for i in 0..3 {
-            let (t, r) = mpsc::channel(8);
+            let (t, r) = queue::channel(8);
             rx.push(r);
             sb.join(
                 &room,
@@ -494,7 +494,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (t, _r) = mpsc::channel(8);
+        let (t, _r) = queue::channel(8);
         assert_eq!(
             sb.join(
                 &room,
