@@ -106,6 +106,21 @@ mod tests {
     }
 
     #[test]
+    fn login_probe_argument() {
+        let Scenario::Login(a) = parse(&["login", "--count", "50", "--probe", "4"])
+            .expect("parses")
+            .scenario
+        else {
+            panic!("wrong scenario")
+        };
+        assert_eq!((a.count, a.probe), (50, 4));
+        let Scenario::Login(a) = parse(&["login"]).expect("parses").scenario else {
+            panic!("wrong scenario")
+        };
+        assert_eq!(a.probe, 0);
+    }
+
+    #[test]
     fn idle_and_relay_arguments() {
         let Scenario::Idle(a) =
             parse(&["idle", "--count", "5", "--server-pid", "42", "--hold", "3"])

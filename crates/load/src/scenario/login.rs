@@ -18,6 +18,11 @@ pub struct Args {
     /// Total logins to perform.
     #[arg(long, default_value_t = 1000)]
     pub count: usize,
+    /// Also keep this many other users online (the accounts after the login ones), each
+    /// timing a `PNG` → `QNG` every 100 ms while the logins run: what a login flood costs
+    /// users already online. One process only.
+    #[arg(long, default_value_t = 0)]
+    pub probe: usize,
     #[command(flatten)]
     pub spread: Spread,
 }
@@ -34,6 +39,9 @@ pub async fn run(args: Args) -> Outcome {
         return run_here(args, true).await;
     }
     if workers > 1 {
+        if args.probe > 0 {
+            anyhow::bail!("--probe runs in one process: use --workers 1");
+        }
         return run_parent(args, workers).await;
     }
     run_here(args, false).await
@@ -101,6 +109,16 @@ fn merge(children: &[ChildReport]) -> Report {
 
 async fn run_here(args: Args, keep_samples: bool) -> Outcome {
     let ctx = Arc::new(Ctx::new(&args.target).await?);
+    let mut probes = Vec::with_capacity(args.probe);
+    for j in 0..args.probe {
+        let (c, _) = ctx.login(&ctx.email(args.accounts.max(1) + j)).await?;
+        probes.push(c);
+    }
+    let (done, stop) = tokio::sync::watch::channel(false);
+    let mut probe_tasks = tokio::task::JoinSet::new();
+    for c in probes {
+        probe_tasks.spawn(probe(c, stop.clone()));
+    }
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -126,6 +144,11 @@ async fn run_here(args: Args, keep_samples: bool) -> Outcome {
         all.extend(r??);
     }
     let elapsed = started.elapsed();
+    let _ = done.send(true);
+    let mut pings = Vec::new();
+    while let Some(r) = probe_tasks.join_next().await {
+        pings.extend(r??);
+    }
     let mut report = Report::new("login");
     if keep_samples {
         report.keep_samples();
@@ -138,7 +161,38 @@ async fn run_here(args: Args, keep_samples: bool) -> Outcome {
         .latency("total", all.iter().map(|t| t.total).collect())
         .latency("passport", all.iter().map(|t| t.passport).collect())
         .latency("msnp", all.iter().map(|t| t.msnp).collect());
+    if args.probe > 0 {
+        report
+            .figure("probe_users", args.probe)
+            .latency("png_qng", pings);
+    }
     Ok((report, args.target.json))
+}
+
+/// One online user timing `PNG` → `QNG` every 100 ms until `stop` changes.
+async fn probe(
+    mut c: crate::conn::Conn,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<std::time::Duration>> {
+    let mut times = Vec::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let sent = Instant::now();
+        c.send(b"PNG\r\n").await?;
+        loop {
+            let f = c.rd.recv().await?;
+            if f.command() == "QNG" {
+                break;
+            }
+        }
+        times.push(sent.elapsed());
+    }
+    let _ = c.send(b"OUT\r\n").await;
+    Ok(times)
 }
 
 #[cfg(test)]
