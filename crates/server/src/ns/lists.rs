@@ -245,11 +245,17 @@ impl NsSession {
         }
     }
 
-    /// The add request's peer: its list from the store, `None` if no such account.
+    /// The add request's peer: its list, `None` if no such account. An online peer's list is
+    /// copied from its session (which applies every change, its own and others', as soon as it
+    /// is durable) rather than read back from the store: for long lists that read is most of
+    /// the cost of an add.
     async fn peer_list(&self, email: &str) -> Result<Option<ContactList>, Refusal> {
         let email = msgr_core::passport::Passport::parse(email)
             .map_err(|_| bad())?
             .into_string();
+        if let Some(state) = self.shared.hub.state(&email) {
+            return Ok(Some(state.list().clone()));
+        }
         self.shared
             .contact_list_if_exists(&email)
             .await
