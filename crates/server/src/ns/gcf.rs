@@ -12,9 +12,9 @@
 
 use bytes::BytesMut;
 use msgr_proto::frame::{write_payload, Frame, TrId};
-use msgr_proto::{Dialect, ErrorCode};
+use msgr_proto::ErrorCode;
 
-use super::{error, Flow, NsSession, State};
+use super::{error, Flow, NsSession};
 
 /// The one file `GCF` serves.
 const SHIELDS_FILE: &str = "Shields.xml";
@@ -25,14 +25,7 @@ const SHIELDS_XML: &str =
 
 impl NsSession {
     pub(super) fn gcf(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {
-        let State::Online { dialect, .. } = &self.state else {
-            error(out, ErrorCode::NotLoggedIn, trid);
-            return Flow::Continue;
-        };
-        if *dialect < Dialect::Msnp11 {
-            error(out, ErrorCode::SyntaxError, trid);
-            return Flow::Continue;
-        }
+        // Dispatched only when signed in, and only at MSNP11+ (`has_command`).
         match frame.params().as_slice() {
             [file] if file.eq_ignore_ascii_case(SHIELDS_FILE) => write_payload(
                 out,

@@ -65,18 +65,6 @@ fn write_versioned(
     }
 }
 
-/// Which dialects have which list command.
-fn has_command(dialect: Dialect, command: &str) -> bool {
-    match command {
-        "ADD" | "REA" => dialect < Dialect::Msnp10,
-        "ADC" => dialect >= Dialect::Msnp10,
-        "ADG" | "RMG" | "REG" => dialect >= Dialect::Msnp7,
-        "PRP" => dialect >= Dialect::Msnp5,
-        "UUX" => dialect >= Dialect::Msnp11,
-        _ => true,
-    }
-}
-
 /// Why a request failed before or while it was carried out.
 enum Refusal {
     Reply(ErrorCode),
@@ -123,10 +111,6 @@ impl NsSession {
             return Flow::Continue;
         };
         let dialect = *dialect;
-        if !has_command(dialect, command) {
-            error(out, ErrorCode::SyntaxError, trid);
-            return Flow::Continue;
-        }
         let result = match command {
             "ADD" => self.add(dialect, frame, trid, out).await,
             "ADC" => self.adc(dialect, frame, trid, out).await,
@@ -915,17 +899,5 @@ mod tests {
             assert_eq!(notice(d, add()), "ADC 0 RL N=alice@x.com F=Alice%20A\r\n");
             assert_eq!(notice(d, rem()), "REM 0 RL alice@x.com\r\n");
         }
-    }
-
-    #[test]
-    fn command_table() {
-        assert!(has_command(Dialect::Msnp9, "ADD"));
-        assert!(!has_command(Dialect::Msnp10, "ADD"));
-        assert!(!has_command(Dialect::Msnp9, "ADC"));
-        assert!(!has_command(Dialect::Msnp6, "ADG"));
-        assert!(!has_command(Dialect::Msnp4, "PRP"));
-        assert!(!has_command(Dialect::Msnp10, "UUX"));
-        assert!(has_command(Dialect::Msnp11, "UUX"));
-        assert!(!has_command(Dialect::Msnp10, "REA"));
     }
 }

@@ -324,6 +324,12 @@ impl NsSession {
         trid: TrId,
         out: &mut BytesMut,
     ) -> Flow {
+        if let State::Online { dialect, .. } = &self.state {
+            if !has_command(*dialect, command) {
+                error(out, ErrorCode::SyntaxError, trid);
+                return Flow::Continue;
+            }
+        }
         match command {
             "SYN" => self.syn(frame, trid, out).await,
             "LST" => self.lst(frame, trid, out),
@@ -333,6 +339,19 @@ impl NsSession {
             "GCF" => self.gcf(frame, trid, out),
             _ => self.list_command(command, frame, trid, out).await,
         }
+    }
+}
+
+/// Which dialects have which command of a signed-in session; one missing from its dialect is
+/// 200, as an unknown command is.
+fn has_command(dialect: Dialect, command: &str) -> bool {
+    match command {
+        "ADD" | "REA" => dialect < Dialect::Msnp10,
+        "ADC" => dialect >= Dialect::Msnp10,
+        "ADG" | "RMG" | "REG" => dialect >= Dialect::Msnp7,
+        "PRP" => dialect >= Dialect::Msnp5,
+        "UUX" | "GCF" => dialect >= Dialect::Msnp11,
+        _ => true,
     }
 }
 
@@ -407,4 +426,23 @@ fn is_known_ns_command(command: &str) -> bool {
             | "SDC"
             | "IMS"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_table() {
+        assert!(has_command(Dialect::Msnp9, "ADD"));
+        assert!(!has_command(Dialect::Msnp10, "ADD"));
+        assert!(!has_command(Dialect::Msnp9, "ADC"));
+        assert!(!has_command(Dialect::Msnp6, "ADG"));
+        assert!(!has_command(Dialect::Msnp4, "PRP"));
+        assert!(!has_command(Dialect::Msnp10, "UUX"));
+        assert!(has_command(Dialect::Msnp11, "UUX"));
+        assert!(!has_command(Dialect::Msnp10, "REA"));
+        assert!(!has_command(Dialect::Msnp10, "GCF"));
+        assert!(has_command(Dialect::Msnp12, "GCF"));
+    }
 }
