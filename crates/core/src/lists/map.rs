@@ -1,74 +1,104 @@
-//! [`ContactMap`] and [`GroupMap`]: one list owner's contacts and groups, as compact sorted vectors.
+//! [`SortedMap`]: one list owner's contacts ([`ContactMap`]) and groups ([`GroupMap`]) as compact sorted
+//! vectors.
 
 use super::{Contact, Group};
 use std::ops::Index;
 
-/// Every contact on any of one owner's lists, ordered by (lowercased) Passport name.
-///
-/// A sorted vector rather than a `BTreeMap<String, Contact>`: every online user's lists stay in memory, and for
-/// the usual few dozen contacts the map's nodes (sized for eleven entries each) and its second copy of every
-/// e-mail as the key cost more than the contacts themselves. Lookups are binary searches; inserting and removing
-/// move at most a few kilobytes, and happen at human speed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ContactMap {
-    sorted: Vec<Contact>,
+/// A value that carries its own key.
+pub trait Keyed {
+    type Key: Ord + ?Sized;
+    fn key(&self) -> &Self::Key;
 }
 
-impl ContactMap {
-    pub fn new() -> ContactMap {
-        ContactMap::default()
+impl Keyed for Contact {
+    /// The (lowercased) Passport name.
+    type Key = str;
+    fn key(&self) -> &str {
+        &self.email
+    }
+}
+
+impl Keyed for Group {
+    /// The numeric id.
+    type Key = u32;
+    fn key(&self) -> &u32 {
+        &self.id
+    }
+}
+
+/// Values ordered by their own key, in one vector.
+///
+/// A sorted vector rather than a `BTreeMap`: every online user's lists stay in memory, and for the usual few
+/// dozen contacts and handful of groups the map's nodes (sized for eleven entries each) and its second copy of
+/// every key cost more than the entries themselves. Lookups are binary searches; inserting and removing move at
+/// most a few kilobytes, and happen at human speed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortedMap<V> {
+    sorted: Vec<V>,
+}
+
+/// Every contact on any of one owner's lists, ordered by Passport name.
+pub type ContactMap = SortedMap<Contact>;
+
+/// The owner's groups, ordered by numeric id.
+pub type GroupMap = SortedMap<Group>;
+
+impl<V> Default for SortedMap<V> {
+    fn default() -> Self {
+        SortedMap { sorted: Vec::new() }
+    }
+}
+
+impl<V: Keyed> SortedMap<V> {
+    pub fn new() -> Self {
+        SortedMap::default()
     }
 
-    fn find(&self, email: &str) -> Result<usize, usize> {
-        self.sorted
-            .binary_search_by(|c| c.email.as_str().cmp(email))
+    fn find(&self, key: &V::Key) -> Result<usize, usize> {
+        self.sorted.binary_search_by(|v| v.key().cmp(key))
     }
 
-    /// The contact whose (lowercased) Passport name is `email`.
-    pub fn get(&self, email: &str) -> Option<&Contact> {
-        self.find(email).ok().map(|i| &self.sorted[i])
+    pub fn get(&self, key: &V::Key) -> Option<&V> {
+        self.find(key).ok().map(|i| &self.sorted[i])
     }
 
-    pub fn get_mut(&mut self, email: &str) -> Option<&mut Contact> {
-        match self.find(email) {
+    /// The entry, to change anything but its key.
+    pub fn get_mut(&mut self, key: &V::Key) -> Option<&mut V> {
+        match self.find(key) {
             Ok(i) => self.sorted.get_mut(i),
             Err(_) => None,
         }
     }
 
-    pub fn contains_key(&self, email: &str) -> bool {
-        self.find(email).is_ok()
+    pub fn contains_key(&self, key: &V::Key) -> bool {
+        self.find(key).is_ok()
     }
 
-    /// Adds `contact` under its own `email`, replacing and returning an entry with the same name.
-    pub fn insert(&mut self, contact: Contact) -> Option<Contact> {
-        match self.find(&contact.email) {
-            Ok(i) => Some(std::mem::replace(&mut self.sorted[i], contact)),
+    /// Adds `value` under its own key, replacing and returning an entry with the same key.
+    pub fn insert(&mut self, value: V) -> Option<V> {
+        match self.find(value.key()) {
+            Ok(i) => Some(std::mem::replace(&mut self.sorted[i], value)),
             Err(i) => {
-                self.sorted.insert(i, contact);
+                self.sorted.insert(i, value);
                 None
             }
         }
     }
 
-    /// The contact named `email`, first inserting `make()` if there is none.
-    pub fn get_or_insert_with(
-        &mut self,
-        email: &str,
-        make: impl FnOnce() -> Contact,
-    ) -> &mut Contact {
-        let i = match self.find(email) {
+    /// The entry for `key`, first inserting `make()` if there is none.
+    pub fn get_or_insert_with(&mut self, key: &V::Key, make: impl FnOnce() -> V) -> &mut V {
+        let i = match self.find(key) {
             Ok(i) => i,
             Err(_) => {
-                let contact = make();
-                // Placed by its own name, so a caller's mismatch cannot break the order.
-                match self.find(&contact.email) {
+                let value = make();
+                // Placed by its own key, so a caller's mismatch cannot break the order.
+                match self.find(value.key()) {
                     Ok(j) => {
-                        self.sorted[j] = contact;
+                        self.sorted[j] = value;
                         j
                     }
                     Err(j) => {
-                        self.sorted.insert(j, contact);
+                        self.sorted.insert(j, value);
                         j
                     }
                 }
@@ -77,17 +107,22 @@ impl ContactMap {
         &mut self.sorted[i]
     }
 
-    pub fn remove(&mut self, email: &str) -> Option<Contact> {
-        self.find(email).ok().map(|i| self.sorted.remove(i))
+    pub fn remove(&mut self, key: &V::Key) -> Option<V> {
+        self.find(key).ok().map(|i| self.sorted.remove(i))
     }
 
-    /// The contacts, ordered by Passport name.
-    pub fn values(&self) -> std::slice::Iter<'_, Contact> {
+    /// The entries, in key order.
+    pub fn values(&self) -> std::slice::Iter<'_, V> {
         self.sorted.iter()
     }
 
-    pub fn values_mut(&mut self) -> std::slice::IterMut<'_, Contact> {
+    pub fn values_mut(&mut self) -> std::slice::IterMut<'_, V> {
         self.sorted.iter_mut()
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &V::Key> {
+        self.sorted.iter().map(Keyed::key)
     }
 
     pub fn len(&self) -> usize {
@@ -98,119 +133,34 @@ impl ContactMap {
         self.sorted.is_empty()
     }
 
-    /// Gives back spare capacity, e.g. after loading a whole list one contact at a time.
+    /// Gives back spare capacity, e.g. after loading a whole list one entry at a time.
     pub fn shrink_to_fit(&mut self) {
         self.sorted.shrink_to_fit();
     }
 }
 
-impl Index<&str> for ContactMap {
-    type Output = Contact;
+impl<V: Keyed> Index<&V::Key> for SortedMap<V>
+where
+    V::Key: std::fmt::Debug,
+{
+    type Output = V;
 
-    /// The contact named `email`; panics if there is none (for tests and checked invariants only).
-    fn index(&self, email: &str) -> &Contact {
-        match self.get(email) {
-            Some(c) => c,
-            None => panic!("no contact {email}"),
+    /// The entry for `key`; panics if there is none (for tests and checked invariants only).
+    fn index(&self, key: &V::Key) -> &V {
+        match self.get(key) {
+            Some(v) => v,
+            None => panic!("no entry {key:?}"),
         }
     }
 }
 
-impl FromIterator<Contact> for ContactMap {
-    fn from_iter<I: IntoIterator<Item = Contact>>(iter: I) -> Self {
-        let mut sorted: Vec<Contact> = iter.into_iter().collect();
-        sorted.sort_by(|a, b| a.email.cmp(&b.email));
-        sorted.dedup_by(|later, earlier| later.email == earlier.email);
-        ContactMap { sorted }
-    }
-}
-
-/// The owner's groups, ordered by numeric id.
-///
-/// A sorted vector for the same reason as [`ContactMap`]: most users have a handful of groups, and a
-/// `BTreeMap` node holds room for eleven.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GroupMap {
-    sorted: Vec<Group>,
-}
-
-impl GroupMap {
-    pub fn new() -> GroupMap {
-        GroupMap::default()
-    }
-
-    fn find(&self, id: u32) -> Result<usize, usize> {
-        self.sorted.binary_search_by_key(&id, |g| g.id)
-    }
-
-    pub fn get(&self, id: &u32) -> Option<&Group> {
-        self.find(*id).ok().map(|i| &self.sorted[i])
-    }
-
-    pub fn get_mut(&mut self, id: &u32) -> Option<&mut Group> {
-        match self.find(*id) {
-            Ok(i) => self.sorted.get_mut(i),
-            Err(_) => None,
-        }
-    }
-
-    pub fn contains_key(&self, id: &u32) -> bool {
-        self.find(*id).is_ok()
-    }
-
-    /// Adds `group` as group `id` (its own `id` is set to match), replacing and returning the previous one.
-    pub fn insert(&mut self, id: u32, mut group: Group) -> Option<Group> {
-        group.id = id;
-        match self.find(id) {
-            Ok(i) => Some(std::mem::replace(&mut self.sorted[i], group)),
-            Err(i) => {
-                self.sorted.insert(i, group);
-                None
-            }
-        }
-    }
-
-    pub fn remove(&mut self, id: &u32) -> Option<Group> {
-        self.find(*id).ok().map(|i| self.sorted.remove(i))
-    }
-
-    /// The groups, ordered by id.
-    pub fn values(&self) -> std::slice::Iter<'_, Group> {
-        self.sorted.iter()
-    }
-
-    /// The group ids, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &u32> {
-        self.sorted.iter().map(|g| &g.id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.sorted.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
-    }
-}
-
-impl Index<&u32> for GroupMap {
-    type Output = Group;
-
-    /// Group `id`; panics if there is none (for tests and checked invariants only).
-    fn index(&self, id: &u32) -> &Group {
-        match self.get(id) {
-            Some(g) => g,
-            None => panic!("no group {id}"),
-        }
-    }
-}
-
-impl FromIterator<Group> for GroupMap {
-    fn from_iter<I: IntoIterator<Item = Group>>(iter: I) -> Self {
-        let mut sorted: Vec<Group> = iter.into_iter().collect();
-        sorted.sort_by_key(|g| g.id);
-        sorted.dedup_by_key(|g| g.id);
-        GroupMap { sorted }
+impl<V: Keyed> FromIterator<V> for SortedMap<V> {
+    /// Sorted by key; of entries with the same key the first is kept.
+    fn from_iter<I: IntoIterator<Item = V>>(iter: I) -> Self {
+        let mut sorted: Vec<V> = iter.into_iter().collect();
+        sorted.sort_by(|a, b| a.key().cmp(b.key()));
+        sorted.dedup_by(|later, earlier| later.key() == earlier.key());
+        SortedMap { sorted }
     }
 }
 
@@ -265,9 +215,9 @@ mod tests {
         let mut m: GroupMap = [g(3, "c"), g(0, "zero"), g(1, "a")].into_iter().collect();
         let ids: Vec<u32> = m.values().map(|g| g.id).collect();
         assert_eq!(ids, [0, 1, 3]);
-        assert!(m.insert(2, g(99, "b")).is_none());
-        assert_eq!(m[&2].id, 2);
-        assert_eq!(m.insert(1, g(1, "A")).unwrap().name, "a");
+        assert!(m.insert(g(2, "b")).is_none());
+        assert_eq!(m[&2].name, "b");
+        assert_eq!(m.insert(g(1, "A")).unwrap().name, "a");
         m.get_mut(&3).unwrap().name = "C".into();
         assert_eq!(m.get(&3).unwrap().name, "C");
         assert_eq!(m.remove(&0).unwrap().name, "zero");

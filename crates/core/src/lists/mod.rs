@@ -33,7 +33,7 @@ use std::str::FromStr;
 
 use msgr_proto::ErrorCode;
 
-pub use map::{ContactMap, GroupMap};
+pub use map::{ContactMap, GroupMap, Keyed, SortedMap};
 pub use ops::{AddRequest, ExclusiveMembers};
 
 /// The name the service gives group 0, which every account has and cannot remove.
@@ -646,14 +646,11 @@ impl ContactList {
     /// [`DEFAULT_GROUP_NAME`], with the given GUID) and default settings.
     pub fn new(owner: &str, group_zero: Guid) -> ContactList {
         let mut groups = GroupMap::new();
-        groups.insert(
-            0,
-            Group {
-                id: 0,
-                guid: group_zero,
-                name: DEFAULT_GROUP_NAME.to_owned(),
-            },
-        );
+        groups.insert(Group {
+            id: 0,
+            guid: group_zero,
+            name: DEFAULT_GROUP_NAME.to_owned(),
+        });
         ContactList {
             owner: owner.to_ascii_lowercase(),
             version: 0,
@@ -747,14 +744,11 @@ impl ContactList {
                 }
             }
             ChangeKind::AddGroup { id, guid, name } => {
-                self.groups.insert(
-                    *id,
-                    Group {
-                        id: *id,
-                        guid: *guid,
-                        name: name.clone(),
-                    },
-                );
+                self.groups.insert(Group {
+                    id: *id,
+                    guid: *guid,
+                    name: name.clone(),
+                });
             }
             ChangeKind::RenameGroup { id, name } => {
                 if let Some(g) = self.groups.get_mut(id) {

@@ -48,14 +48,11 @@ fn alice() -> ContactList {
     let mut list = ContactList::new(ALICE, Guid::random());
     list.version = 10;
     for (id, name) in [(1, "Friends"), (2, "Work")] {
-        list.groups.insert(
+        list.groups.insert(Group {
             id,
-            Group {
-                id,
-                guid: Guid::random(),
-                name: name.to_owned(),
-            },
-        );
+            guid: Guid::random(),
+            name: name.to_owned(),
+        });
     }
     for c in [
         contact(BOB, &[FL, AL, RL], &[1]),
