@@ -54,6 +54,21 @@ pub enum StoreError {
     /// list without group 0, …): the database was edited by hand or by a broken writer.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The account's mailbox has no room for the message (its quota, or the configured default).
+    #[error("mailbox of {account} is over its quota")]
+    OverQuota {
+        /// The account, lowercased.
+        account: String,
+    },
+    /// No folder of the account has this name.
+    #[error("folder {0} does not exist")]
+    FolderNotFound(String),
+    /// A folder of the account already has this name (compared case-insensitively).
+    #[error("folder {0} already exists")]
+    FolderExists(String),
+    /// The standard folders (Inbox, Sent, Drafts, Junk, Trash) cannot be deleted or renamed.
+    #[error("folder {0} is one of the standard folders")]
+    FolderProtected(String),
     /// A thread panicked while holding the write connection, so its state is unknown.
     #[error("store lock poisoned by an earlier panic")]
     Poisoned,

@@ -1,4 +1,4 @@
-//! Persistence for msgr: accounts, contact lists (and later mailboxes) behind traits.
+//! Persistence for msgr: accounts, contact lists and mailboxes behind traits.
 //!
 //! [`AccountStore`] and [`ContactStore`] are the boundary the server talks to. Their methods block, because every
 //! backend ends in a blocking call (a file fsync or a database round trip); the server runs them under
@@ -10,6 +10,7 @@
 //! A method that returns `Ok` has made its write durable: callers may acknowledge it to a client immediately.
 
 mod error;
+pub mod mail;
 mod migrations;
 pub mod sqlite;
 
@@ -20,6 +21,10 @@ use std::path::Path;
 use msgr_core::lists::{Change, ContactList, Phones};
 
 pub use error::StoreError;
+pub use mail::{
+    Delivered, Delivery, FlagOp, Flags, FlagsChanged, Folder, FolderRef, LocalTarget, MailStore,
+    Mailbox, MessageMeta, MessageSummary, Outbound, QueuedRecipient, SpecialUse, StoredMessage,
+};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// The result of a store operation.
@@ -235,5 +240,110 @@ impl ContactStore for Store {
 
     fn touch_watchers(&self, contact: &str) -> Result<Vec<(String, u64)>> {
         delegate!(self, s => s.touch_watchers(contact))
+    }
+}
+
+impl MailStore for Store {
+    fn mailbox(&self, account: &str) -> Result<Option<Mailbox>> {
+        delegate!(self, s => s.mailbox(account))
+    }
+
+    fn folders(&self, account: &str) -> Result<Vec<Folder>> {
+        delegate!(self, s => s.folders(account))
+    }
+
+    fn folder(&self, account: &str, name: &str) -> Result<Option<Folder>> {
+        delegate!(self, s => s.folder(account, name))
+    }
+
+    fn create_folder(&self, account: &str, name: &str) -> Result<Folder> {
+        delegate!(self, s => s.create_folder(account, name))
+    }
+
+    fn delete_folder(&self, account: &str, name: &str) -> Result<()> {
+        delegate!(self, s => s.delete_folder(account, name))
+    }
+
+    fn rename_folder(&self, account: &str, from: &str, to: &str) -> Result<()> {
+        delegate!(self, s => s.rename_folder(account, from, to))
+    }
+
+    fn set_subscribed(&self, account: &str, name: &str, subscribed: bool) -> Result<()> {
+        delegate!(self, s => s.set_subscribed(account, name, subscribed))
+    }
+
+    fn set_quota(&self, account: &str, quota_bytes: Option<u64>) -> Result<()> {
+        delegate!(self, s => s.set_quota(account, quota_bytes))
+    }
+
+    fn deliver(&self, batch: &[Delivery], default_quota: u64) -> Result<Vec<Result<Delivered>>> {
+        delegate!(self, s => s.deliver(batch, default_quota))
+    }
+
+    fn messages(&self, folder_id: i64) -> Result<Vec<MessageMeta>> {
+        delegate!(self, s => s.messages(folder_id))
+    }
+
+    fn message_raw(&self, folder_id: i64, uid: u32) -> Result<Option<Vec<u8>>> {
+        delegate!(self, s => s.message_raw(folder_id, uid))
+    }
+
+    fn store_flags(
+        &self,
+        folder_id: i64,
+        uids: &[u32],
+        op: FlagOp,
+        flags: Flags,
+        keywords: &[String],
+    ) -> Result<Vec<FlagsChanged>> {
+        delegate!(self, s => s.store_flags(folder_id, uids, op, flags, keywords))
+    }
+
+    fn expunge(&self, folder_id: i64, uids: &[u32]) -> Result<Vec<u32>> {
+        delegate!(self, s => s.expunge(folder_id, uids))
+    }
+
+    fn copy_messages(
+        &self,
+        from_folder: i64,
+        uids: &[u32],
+        to_folder: i64,
+        remove_source: bool,
+        default_quota: u64,
+    ) -> Result<(u32, Vec<(u32, u32)>)> {
+        delegate!(self, s => s.copy_messages(from_folder, uids, to_folder, remove_source, default_quota))
+    }
+
+    fn queue_due(&self, now: i64, limit: usize) -> Result<Vec<QueuedRecipient>> {
+        delegate!(self, s => s.queue_due(now, limit))
+    }
+
+    fn queue_list(&self) -> Result<Vec<QueuedRecipient>> {
+        delegate!(self, s => s.queue_list())
+    }
+
+    fn queue_message(&self, queue_id: i64) -> Result<Option<Vec<u8>>> {
+        delegate!(self, s => s.queue_message(queue_id))
+    }
+
+    fn queue_delivered(&self, recipient_ids: &[i64]) -> Result<()> {
+        delegate!(self, s => s.queue_delivered(recipient_ids))
+    }
+
+    fn queue_deferred(&self, recipient_ids: &[i64], next_attempt: i64, error: &str) -> Result<()> {
+        delegate!(self, s => s.queue_deferred(recipient_ids, next_attempt, error))
+    }
+
+    fn queue_failed(
+        &self,
+        recipient_ids: &[i64],
+        dsn: Option<&Delivery>,
+        default_quota: u64,
+    ) -> Result<()> {
+        delegate!(self, s => s.queue_failed(recipient_ids, dsn, default_quota))
+    }
+
+    fn queue_retry_now(&self, now: i64) -> Result<u64> {
+        delegate!(self, s => s.queue_retry_now(now))
     }
 }

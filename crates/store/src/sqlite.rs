@@ -1,6 +1,7 @@
 //! The SQLite backend: one database file, safe to share between the server and the `msgr user` CLI.
 //!
-//! Accounts are implemented here, contact lists in `sqlite/contacts.rs`.
+//! Accounts are implemented here, contact lists in `sqlite/contacts.rs`, mailboxes and the outbound queue in
+//! `sqlite/mail.rs`.
 //!
 //! Writes go through a single connection behind a mutex, because SQLite admits one writer at a time anyway and
 //! queueing in-process is cheaper than spinning on `SQLITE_BUSY`. Reads take a connection from a small pool, so
@@ -351,6 +352,7 @@ impl AccountStore for SqliteStore {
 }
 
 mod contacts;
+mod mail;
 
 #[cfg(test)]
 mod contact_tests;

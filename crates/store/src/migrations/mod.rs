@@ -23,6 +23,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 2,
         sql: include_str!("sqlite/0002_contact_lists.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("sqlite/0003_mail.sql"),
+    },
 ];
 
 #[cfg(test)]

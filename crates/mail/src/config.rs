@@ -1,0 +1,112 @@
+//! `[mail]` in the server's TOML file: listeners, local domains, limits, outbound delivery. Every key is
+//! optional; the defaults run everything on loopback with unprivileged ports.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The mail side's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// Inbound MX listener (port 25 in production). `None` disables it.
+    pub smtp: Option<SocketAddr>,
+    /// Submission with STARTTLS (port 587 in production).
+    pub submission: Option<SocketAddr>,
+    /// Submission over implicit TLS (port 465 in production).
+    pub submissions: Option<SocketAddr>,
+    /// POP3 with STLS (port 110 in production).
+    pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS (port 995 in production).
+    pub pop3s: Option<SocketAddr>,
+    /// The name this server gives itself in greetings, `Received` headers and bounces. Defaults to the
+    /// server's `public_host`, else `localhost`.
+    pub hostname: Option<String>,
+    /// Domains whose mail is delivered here. Empty: the domains of the accounts.
+    pub domains: Vec<String>,
+    /// Per-domain next hops (`"other.test" = "127.0.0.1:2526"`), used instead of the domain's MX, like a
+    /// transport map.
+    pub routes: BTreeMap<String, String>,
+    /// Accept `USER/PASS` and `AUTH` without TLS. Only for loopback tests and trusted networks.
+    pub allow_plaintext_auth: bool,
+    /// Default mailbox quota in bytes (an account's own quota overrides it).
+    pub quota_bytes: u64,
+    /// Largest message accepted, in bytes (announced as `SIZE`).
+    pub max_message_bytes: u64,
+    /// Recipients per message; more are answered `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Failed commands in one SMTP session before it is closed (`421 4.7.0`).
+    pub max_errors: u32,
+    /// Simultaneous SMTP/POP3 connections from one client IP; more are refused at accept.
+    pub max_connections_per_ip: usize,
+    /// Simultaneous mail connections in all; more are refused at accept.
+    pub max_connections: usize,
+    /// Longest command line accepted (bytes, CRLF excluded). RFC 5321 asks for at least 512.
+    pub max_line: usize,
+    /// Seconds an SMTP or POP3 session may wait for the client's next command (RFC 5321 §4.5.3.2 asks for
+    /// 5 minutes; POP3's autologout timer is at least 10 minutes).
+    pub command_timeout_secs: u64,
+    /// Seconds allowed for a session before it has authenticated or said `MAIL`: a shorter leash for clients
+    /// that connect and say nothing.
+    pub greeting_timeout_secs: u64,
+    /// Deliveries committed together at most (group commit: one fsync for all of them).
+    pub group_commit_max: usize,
+    /// How long outbound delivery keeps retrying a temporary failure before giving up with a bounce
+    /// (RFC 5321 §4.5.4.1: at least 4–5 days).
+    pub queue_lifetime_secs: u64,
+    /// The first retry interval; each later one doubles, up to `retry_max_secs`.
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+    /// Outbound SMTP sessions in flight at once.
+    pub outbound_concurrency: usize,
+    /// Seconds to wait for a remote server at each step of outbound delivery.
+    pub outbound_timeout_secs: u64,
+    /// Port outbound delivery connects to on an MX host (25; tests use routes instead).
+    pub outbound_port: u16,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        let loopback = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        MailConfig {
+            smtp: loopback(2525),
+            submission: loopback(2587),
+            submissions: loopback(2465),
+            pop3: loopback(2110),
+            pop3s: loopback(2995),
+            hostname: None,
+            domains: Vec::new(),
+            routes: BTreeMap::new(),
+            allow_plaintext_auth: false,
+            quota_bytes: 1 << 30,
+            max_message_bytes: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_errors: 10,
+            max_connections_per_ip: 20,
+            max_connections: 2_000,
+            max_line: 4096,
+            command_timeout_secs: 300,
+            greeting_timeout_secs: 60,
+            group_commit_max: 64,
+            queue_lifetime_secs: 5 * 24 * 3600,
+            retry_initial_secs: 300,
+            retry_max_secs: 3 * 3600,
+            outbound_concurrency: 16,
+            outbound_timeout_secs: 60,
+            outbound_port: 25,
+        }
+    }
+}
+
+impl MailConfig {
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_secs)
+    }
+    pub fn greeting_timeout(&self) -> Duration {
+        Duration::from_secs(self.greeting_timeout_secs)
+    }
+    pub fn outbound_timeout(&self) -> Duration {
+        Duration::from_secs(self.outbound_timeout_secs)
+    }
+}

@@ -1,0 +1,42 @@
+//! msgr's mail side: the SMTP listeners (inbound MX, submission with STARTTLS and implicit TLS), the outbound
+//! queue that delivers to other hosts, and POP3, all over the mail store of `msgr-store`.
+//!
+//! No code here knows MSNP. The server crate builds a [`MailServer`] beside its MSNP listeners, lends it the
+//! password check (its hashing threads) and the TLS configuration, and runs it under the same shutdown token.
+
+pub mod config;
+
+pub use config::MailConfig;
+
+use msgr_store::Store;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Checks a mail client's credentials: the server lends its password-hashing threads through this, so SMTP
+/// `AUTH` and POP3 `PASS` cost the async workers nothing and take the same time for unknown accounts.
+pub trait Authenticator: Send + Sync + 'static {
+    /// `Some(lowercased account)` if `password` is right for `user`, `None` otherwise (unknown account
+    /// included). `Err` only when the check itself could not run.
+    fn check<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<String>, AuthUnavailable>> + Send + 'a>>;
+}
+
+/// The credential check could not run (the server is shutting down or the store failed).
+#[derive(Debug, thiserror::Error)]
+#[error("credential check unavailable: {0}")]
+pub struct AuthUnavailable(pub String);
+
+/// What the mail side is given by the server that hosts it.
+pub struct MailDeps {
+    pub config: MailConfig,
+    pub store: Arc<Store>,
+    pub auth: Arc<dyn Authenticator>,
+    /// The server's TLS configuration (the HTTPS certificate), for STARTTLS, STLS and the implicit-TLS ports.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The server's public host name, the default for `config.hostname`.
+    pub public_host: Option<String>,
+}
