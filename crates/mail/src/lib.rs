@@ -40,3 +40,15 @@ pub struct MailDeps {
     /// The server's public host name, the default for `config.hostname`.
     pub public_host: Option<String>,
 }
+
+/// What every mail session and task shares. Built once by the server; sessions hold an `Arc`.
+pub struct Context {
+    pub config: MailConfig,
+    pub store: Arc<Store>,
+    pub auth: Arc<dyn Authenticator>,
+    pub tls: tokio_rustls::TlsAcceptor,
+    /// `config.hostname`, else the server's public host, else `localhost`.
+    pub hostname: String,
+    /// Woken when mail enters the outbound queue (or `msgr mail retry` asks), so delivery starts at once.
+    pub outbound_kick: tokio::sync::Notify,
+}

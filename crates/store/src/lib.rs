@@ -248,6 +248,10 @@ impl MailStore for Store {
         delegate!(self, s => s.mailbox(account))
     }
 
+    fn is_account_domain(&self, domain: &str) -> Result<bool> {
+        delegate!(self, s => s.is_account_domain(domain))
+    }
+
     fn folders(&self, account: &str) -> Result<Vec<Folder>> {
         delegate!(self, s => s.folders(account))
     }

@@ -292,6 +292,10 @@ pub trait MailStore: Send + Sync {
     /// The mailbox of `account`, `None` if there is no such account.
     fn mailbox(&self, account: &str) -> crate::Result<Option<Mailbox>>;
 
+    /// Whether some account has an address at `domain` (any letter case): the default set of local mail
+    /// domains.
+    fn is_account_domain(&self, domain: &str) -> crate::Result<bool>;
+
     /// Every folder of `account` with its counts, the five standard ones first, the rest by name.
     /// [`StoreError::AccountNotFound`](crate::StoreError::AccountNotFound) if there is no such account.
     fn folders(&self, account: &str) -> crate::Result<Vec<Folder>>;

@@ -7,6 +7,7 @@ use crate::Result;
 
 impl MailStore for SqliteStore {
     fn mailbox(&self, account: &str) -> Result<Option<Mailbox>> { unimplemented!() }
+    fn is_account_domain(&self, domain: &str) -> Result<bool> { unimplemented!() }
     fn folders(&self, account: &str) -> Result<Vec<Folder>> { unimplemented!() }
     fn folder(&self, account: &str, name: &str) -> Result<Option<Folder>> { unimplemented!() }
     fn create_folder(&self, account: &str, name: &str) -> Result<Folder> { unimplemented!() }
