@@ -374,8 +374,12 @@ pub trait MailStore: Send + Sync {
     fn queue_delivered(&self, recipient_ids: &[i64]) -> crate::Result<()>;
 
     /// A temporary failure: one more attempt is counted and the next is due at `next_attempt`.
-    fn queue_deferred(&self, recipient_ids: &[i64], next_attempt: i64, error: &str)
-        -> crate::Result<()>;
+    fn queue_deferred(
+        &self,
+        recipient_ids: &[i64],
+        next_attempt: i64,
+        error: &str,
+    ) -> crate::Result<()>;
 
     /// A permanent failure (or expiry): the recipients leave the queue and, in the same transaction, the
     /// delivery status notification `dsn` (if any) is stored, so a crash can neither lose the notice nor send

@@ -357,4 +357,6 @@ mod mail;
 #[cfg(test)]
 mod contact_tests;
 #[cfg(test)]
+mod mail_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,369 @@
+//! Tests of the SQLite mail store against real database files.
+
+#![allow(clippy::unwrap_used)]
+
+use tempfile::TempDir;
+
+use crate::mail::*;
+use crate::{AccountStore, NewAccount, Store, StoreError};
+
+fn store_with(accounts: &[&str]) -> (TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("msgr.sqlite")).unwrap();
+    for a in accounts {
+        store
+            .create_account(NewAccount {
+                email: (*a).to_owned(),
+                display_name: (*a).to_owned(),
+                password_hash: "x".to_owned(),
+                md5_secret: None,
+            })
+            .unwrap();
+    }
+    (dir, store)
+}
+
+fn inbox(account: &str) -> LocalTarget {
+    LocalTarget {
+        account: account.to_owned(),
+        folder: FolderRef::Special(SpecialUse::Inbox),
+        flags: Flags::empty(),
+    }
+}
+
+fn delivery(body: &str, targets: Vec<LocalTarget>) -> Delivery {
+    Delivery {
+        raw: format!("Subject: {body}\r\n\r\n{body}\r\n").into_bytes(),
+        summary: MessageSummary {
+            subject: body.to_owned(),
+            from: "Carol <carol@far.test>".to_owned(),
+            ..Default::default()
+        },
+        internal_date: 1_700_000_000,
+        targets,
+        outbound: None,
+    }
+}
+
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn a_new_account_has_the_five_standard_folders() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let folders = store.folders("ALICE@example.com").unwrap();
+    let names: Vec<&str> = folders.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["INBOX", "Sent", "Drafts", "Junk", "Trash"]);
+    for (f, u) in folders.iter().zip(SpecialUse::ALL) {
+        assert_eq!(f.special, Some(u));
+        assert_eq!(f.uidnext, 1);
+        assert!(f.uidvalidity > 0);
+        assert_eq!(f.messages, 0);
+    }
+    assert!(store
+        .folder("alice@example.com", "inbox")
+        .unwrap()
+        .is_some());
+    assert!(store.is_account_domain("EXAMPLE.com").unwrap());
+    assert!(!store.is_account_domain("example.org").unwrap());
+    // `_` is not a wildcard.
+    assert!(!store.is_account_domain("exampl_.com").unwrap());
+    let mb = store.mailbox("alice@example.com").unwrap().unwrap();
+    assert_eq!(mb.used_bytes, 0);
+    assert_eq!(store.mailbox("nobody@example.com").unwrap(), None);
+}
+
+#[test]
+fn deliveries_get_ascending_uids_and_keep_bytes_unchanged() {
+    let (_d, store) = store_with(&["alice@example.com", "bob@example.com"]);
+    let batch = vec![
+        delivery(
+            "one",
+            vec![inbox("alice@example.com"), inbox("bob@example.com")],
+        ),
+        delivery("two", vec![inbox("alice@example.com")]),
+    ];
+    let results = store.deliver(&batch, GIB).unwrap();
+    let first = results[0].as_ref().unwrap();
+    let second = results[1].as_ref().unwrap();
+    assert_eq!(first.stored.len(), 2);
+    assert_eq!(first.stored[0].uid, 1);
+    assert_eq!(second.stored[0].uid, 2);
+    let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    assert_eq!((f.messages, f.unseen, f.uidnext), (2, 2, 3));
+    let msgs = store.messages(f.id).unwrap();
+    assert_eq!(msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(msgs[0].summary.subject, "one");
+    assert_eq!(msgs[0].size, batch[0].raw.len() as u64);
+    assert_eq!(store.message_raw(f.id, 1).unwrap().unwrap(), batch[0].raw);
+    assert!(msgs[1].modseq > msgs[0].modseq);
+    let mb = store.mailbox("alice@example.com").unwrap().unwrap();
+    assert_eq!(
+        mb.used_bytes,
+        (batch[0].raw.len() + batch[1].raw.len()) as u64
+    );
+}
+
+#[test]
+fn one_failing_delivery_does_not_spoil_its_batch() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let batch = vec![
+        delivery("ok", vec![inbox("alice@example.com")]),
+        delivery(
+            "bad",
+            vec![inbox("alice@example.com"), inbox("ghost@example.com")],
+        ),
+        delivery(
+            "nofolder",
+            vec![LocalTarget {
+                folder: FolderRef::Named("Nope".into()),
+                ..inbox("alice@example.com")
+            }],
+        ),
+    ];
+    let results = store.deliver(&batch, GIB).unwrap();
+    assert!(results[0].is_ok());
+    assert!(matches!(results[1], Err(StoreError::AccountNotFound(_))));
+    assert!(matches!(results[2], Err(StoreError::FolderNotFound(_))));
+    let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    // Only the first; the second's copy for alice was rolled back with the rest of it.
+    assert_eq!(f.messages, 1);
+    assert_eq!(f.uidnext, 2);
+}
+
+#[test]
+fn quota_is_all_or_nothing_and_per_account() {
+    let (_d, store) = store_with(&["alice@example.com", "bob@example.com"]);
+    let d = delivery("x", vec![inbox("alice@example.com")]);
+    let size = d.raw.len() as u64;
+    store.set_quota("bob@example.com", Some(size)).unwrap();
+    // Default quota fits two copies for alice; bob's own quota fits one.
+    let results = store
+        .deliver(&[d.clone(), d.clone(), d.clone()], 2 * size)
+        .unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert!(
+        matches!(&results[2], Err(StoreError::OverQuota { account }) if account == "alice@example.com")
+    );
+    let both = delivery(
+        "y",
+        vec![inbox("bob@example.com"), inbox("bob@example.com")],
+    );
+    assert!(matches!(
+        store.deliver(&[both], GIB).unwrap()[0],
+        Err(StoreError::OverQuota { .. })
+    ));
+    let bob = store.folder("bob@example.com", "INBOX").unwrap().unwrap();
+    assert_eq!(bob.messages, 0);
+}
+
+#[test]
+fn flags_expunge_and_uids_never_reused() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let batch: Vec<_> = (0..3)
+        .map(|i| delivery(&format!("m{i}"), vec![inbox("alice@example.com")]))
+        .collect();
+    store.deliver(&batch, GIB).unwrap();
+    let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    let before = f.highest_modseq;
+    let changed = store
+        .store_flags(
+            f.id,
+            &[1, 2, 99],
+            FlagOp::Add,
+            Flags::SEEN.union(Flags::FLAGGED),
+            &["$Work".into()],
+        )
+        .unwrap();
+    assert_eq!(changed.len(), 2);
+    assert!(changed[0].flags.contains(Flags::SEEN));
+    assert_eq!(changed[0].keywords, ["$Work"]);
+    assert!(changed[1].modseq > before);
+    let changed = store
+        .store_flags(
+            f.id,
+            &[1],
+            FlagOp::Remove,
+            Flags::FLAGGED,
+            &["$work".into()],
+        )
+        .unwrap();
+    assert_eq!(changed[0].flags, Flags::SEEN);
+    assert!(changed[0].keywords.is_empty());
+    assert_eq!(
+        store
+            .folder("alice@example.com", "INBOX")
+            .unwrap()
+            .unwrap()
+            .unseen,
+        1
+    );
+
+    assert_eq!(store.expunge(f.id, &[3, 3, 42]).unwrap(), [3]);
+    store
+        .deliver(&[delivery("m3", vec![inbox("alice@example.com")])], GIB)
+        .unwrap();
+    let uids: Vec<u32> = store
+        .messages(f.id)
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, [1, 2, 4]);
+}
+
+#[test]
+fn copy_and_move_share_bytes_and_blobs_go_with_the_last_copy() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    store
+        .deliver(&[delivery("m", vec![inbox("alice@example.com")])], GIB)
+        .unwrap();
+    let inbox_f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    let work = store.create_folder("alice@example.com", "Work").unwrap();
+    assert!(matches!(
+        store.create_folder("alice@example.com", "work"),
+        Err(StoreError::FolderExists(_))
+    ));
+    let (validity, pairs) = store
+        .copy_messages(inbox_f.id, &[1, 7], work.id, false, GIB)
+        .unwrap();
+    assert_eq!(validity, work.uidvalidity);
+    assert_eq!(pairs, [(1, 1)]);
+    let raw = store.message_raw(work.id, 1).unwrap().unwrap();
+    let (_, moved) = store
+        .copy_messages(work.id, &[1], inbox_f.id, true, GIB)
+        .unwrap();
+    assert_eq!(moved, [(1, 2)]);
+    assert!(store.message_raw(work.id, 1).unwrap().is_none());
+    assert_eq!(store.message_raw(inbox_f.id, 2).unwrap().unwrap(), raw);
+    store.expunge(inbox_f.id, &[1, 2]).unwrap();
+    let mb = store.mailbox("alice@example.com").unwrap().unwrap();
+    assert_eq!(mb.used_bytes, 0);
+    // Every blob is gone with its last message.
+    let Store::Sqlite(s) = &store;
+    let blobs: i64 = s
+        .with_reader(|c| Ok(c.query_row("SELECT COUNT(*) FROM mail_blobs", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(blobs, 0);
+}
+
+#[test]
+fn user_folders_rename_delete_and_new_uidvalidity() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let a = store.create_folder("alice@example.com", "Lists").unwrap();
+    store
+        .rename_folder("alice@example.com", "Lists", "Lists/Rust")
+        .unwrap();
+    assert!(store
+        .folder("alice@example.com", "Lists")
+        .unwrap()
+        .is_none());
+    let renamed = store
+        .folder("alice@example.com", "Lists/Rust")
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.uidvalidity, a.uidvalidity);
+    store
+        .delete_folder("alice@example.com", "Lists/Rust")
+        .unwrap();
+    let again = store
+        .create_folder("alice@example.com", "Lists/Rust")
+        .unwrap();
+    assert_ne!(again.uidvalidity, a.uidvalidity);
+    assert!(matches!(
+        store.delete_folder("alice@example.com", "Trash"),
+        Err(StoreError::FolderProtected(_))
+    ));
+    assert!(matches!(
+        store.rename_folder("alice@example.com", "INBOX", "Old"),
+        Err(StoreError::FolderProtected(_))
+    ));
+    store
+        .set_subscribed("alice@example.com", "Lists/Rust", false)
+        .unwrap();
+    assert!(
+        !store
+            .folder("alice@example.com", "Lists/Rust")
+            .unwrap()
+            .unwrap()
+            .subscribed
+    );
+}
+
+#[test]
+fn deleting_the_account_deletes_the_mailbox() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    store
+        .deliver(&[delivery("m", vec![inbox("alice@example.com")])], GIB)
+        .unwrap();
+    store.delete_account("alice@example.com").unwrap();
+    assert!(store.mailbox("alice@example.com").unwrap().is_none());
+    let Store::Sqlite(s) = &store;
+    let left: i64 = s
+        .with_reader(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT COUNT(*) FROM mail_blobs) + (SELECT COUNT(*) FROM mail_messages) \
+                 + (SELECT COUNT(*) FROM mail_folders)",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn the_outbound_queue_keeps_each_recipient_until_it_is_done_with() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let mut d = delivery(
+        "out",
+        vec![LocalTarget {
+            folder: FolderRef::Special(SpecialUse::Sent),
+            flags: Flags::SEEN,
+            ..inbox("alice@example.com")
+        }],
+    );
+    d.outbound = Some(Outbound {
+        sender: "alice@example.com".into(),
+        account: Some("alice@example.com".into()),
+        recipients: vec!["bob@Other.test".into(), "carol@third.test".into()],
+    });
+    let delivered = store
+        .deliver(std::slice::from_ref(&d), GIB)
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let queue_id = delivered.queued.unwrap();
+    let due = store.queue_due(d.internal_date, 10).unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].domain, "other.test");
+    assert_eq!(due[0].account.as_deref(), Some("alice@example.com"));
+    assert_eq!(due[0].size, d.raw.len() as u64);
+    assert_eq!(store.queue_message(queue_id).unwrap().unwrap(), d.raw);
+
+    store
+        .queue_deferred(&[due[0].id], d.internal_date + 300, "451 try later")
+        .unwrap();
+    let due_now = store.queue_due(d.internal_date, 10).unwrap();
+    assert_eq!(due_now.len(), 1);
+    let listed = store.queue_list().unwrap();
+    assert_eq!(listed[0].attempts, 1);
+    assert_eq!(listed[0].last_error.as_deref(), Some("451 try later"));
+
+    let dsn = delivery("Undelivered Mail", vec![inbox("alice@example.com")]);
+    store.queue_failed(&[due[1].id], Some(&dsn), GIB).unwrap();
+    assert_eq!(
+        store
+            .folder("alice@example.com", "INBOX")
+            .unwrap()
+            .unwrap()
+            .messages,
+        1
+    );
+    assert_eq!(store.queue_retry_now(d.internal_date).unwrap(), 1);
+    store.queue_delivered(&[due[0].id]).unwrap();
+    assert!(store.queue_list().unwrap().is_empty());
+    assert!(store.queue_message(queue_id).unwrap().is_none());
+    // The Sent copy still has its bytes.
+    let sent = store.folder("alice@example.com", "Sent").unwrap().unwrap();
+    assert_eq!(store.message_raw(sent.id, 1).unwrap().unwrap(), d.raw);
+}
