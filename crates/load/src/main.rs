@@ -5,7 +5,9 @@
 //! real client, so it works against any server implementing Passport 1.4.
 //!
 //! Scenarios: `login` (TWN logins per second), `idle` (memory and fds per online user),
-//! `presence` (CHG → watchers' NLN latency), `relay` (switchboard message round trips).
+//! `presence` (CHG → watchers' NLN latency), `relay` (switchboard message round trips), and for
+//! mail `smtp` (messages accepted per second), `pop3` (download rate) and `mail-idle` (memory per
+//! idle mail session), which work against any SMTP/POP3 server.
 //! Each prints a table, or one JSON object with `--json`.
 
 mod conn;
@@ -41,6 +43,13 @@ enum Scenario {
     /// P switchboard pairs exchanging messages; messages/s and round trips (--baseline:
     /// the same through a bare byte forwarder, and the ratio).
     Relay(scenario::relay::Args),
+    /// S concurrent SMTP senders delivering N messages of a given size (any SMTP server:
+    /// run it against msgr and Postfix side by side); messages/s and `.`→`250` latency.
+    Smtp(scenario::mail::SmtpArgs),
+    /// POP3 sessions downloading their whole maildrop (RETR everything, no DELE).
+    Pop3(scenario::mail::Pop3Args),
+    /// N idle SMTP or POP3 sessions; the server's resident memory per session.
+    MailIdle(scenario::mail::IdleArgs),
 }
 
 fn main() -> Result<()> {
@@ -55,6 +64,9 @@ fn main() -> Result<()> {
             Scenario::Idle(a) => scenario::idle::run(a).await,
             Scenario::Presence(a) => scenario::presence::run(a).await,
             Scenario::Relay(a) => scenario::relay::run(a).await,
+            Scenario::Smtp(a) => scenario::mail::smtp(a).await,
+            Scenario::Pop3(a) => scenario::mail::pop3(a).await,
+            Scenario::MailIdle(a) => scenario::mail::idle(a).await,
         }
     })?;
     worker::finishing();
@@ -72,7 +84,7 @@ mod tests {
 
     #[test]
     fn every_scenario_parses_with_defaults() {
-        for s in ["login", "idle", "presence", "relay"] {
+        for s in ["login", "idle", "presence", "relay", "smtp", "pop3", "mail-idle"] {
             assert!(parse(&[s]).is_ok(), "{s}");
             assert!(parse(&[s, "--json"]).is_ok(), "{s} --json");
         }

@@ -2,6 +2,7 @@
 
 pub mod idle;
 pub mod login;
+pub mod mail;
 pub mod presence;
 pub mod relay;
 
