@@ -5,6 +5,7 @@
 //! password check (its hashing threads) and the TLS configuration, and runs it under the same shutdown token.
 
 pub mod config;
+pub mod pop3;
 
 pub use config::MailConfig;
 
@@ -51,4 +52,6 @@ pub struct Context {
     pub hostname: String,
     /// Woken when mail enters the outbound queue (or `msgr mail retry` asks), so delivery starts at once.
     pub outbound_kick: tokio::sync::Notify,
+    /// The maildrops POP3 sessions hold (RFC 1939 §8: one session per maildrop). `Default::default()`.
+    pub maildrop_locks: pop3::MaildropLocks,
 }
