@@ -5,6 +5,7 @@
 //! password check (its hashing threads) and the TLS configuration, and runs it under the same shutdown token.
 
 pub mod config;
+pub mod outbound;
 pub mod pop3;
 
 pub use config::MailConfig;
