@@ -5,15 +5,24 @@
 //! password check (its hashing threads) and the TLS configuration, and runs it under the same shutdown token.
 
 pub mod config;
+pub mod deliver;
+mod listen;
+pub mod mime;
 pub mod outbound;
 pub mod pop3;
+mod server;
+pub mod smtp;
 
 pub use config::MailConfig;
+pub use deliver::{DeliverError, Deliverer};
+pub use server::{MailAddrs, MailError, MailServer};
 
-use msgr_store::Store;
+use msgr_store::{MailStore, Store, StoreError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Checks a mail client's credentials: the server lends its password-hashing threads through this, so SMTP
 /// `AUTH` and POP3 `PASS` cost the async workers nothing and take the same time for unknown accounts.
@@ -55,4 +64,61 @@ pub struct Context {
     pub outbound_kick: tokio::sync::Notify,
     /// The maildrops POP3 sessions hold (RFC 1939 §8: one session per maildrop). `Default::default()`.
     pub maildrop_locks: pop3::MaildropLocks,
+    /// The group-commit delivery task's handle: every message stored by a session goes through it.
+    pub deliverer: Deliverer,
+    /// Cancelled when the server shuts down: sessions say goodbye (`421`, `-ERR`) and close.
+    pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// Builds the shared context and starts the group-commit task on `tracker`; both stop on `shutdown`.
+    pub fn new(deps: MailDeps, shutdown: CancellationToken, tracker: &TaskTracker) -> Arc<Context> {
+        let MailDeps {
+            config,
+            store,
+            auth,
+            tls,
+            public_host,
+        } = deps;
+        let hostname = config
+            .hostname
+            .clone()
+            .or(public_host)
+            .unwrap_or_else(|| "localhost".to_owned());
+        let deliverer = Deliverer::start(
+            store.clone(),
+            config.group_commit_max,
+            config.quota_bytes,
+            shutdown.clone(),
+            tracker,
+        );
+        Arc::new(Context {
+            config,
+            store,
+            auth,
+            tls: tokio_rustls::TlsAcceptor::from(tls),
+            hostname,
+            outbound_kick: tokio::sync::Notify::new(),
+            maildrop_locks: Default::default(),
+            deliverer,
+            shutdown,
+        })
+    }
+
+    /// Whether mail for `domain` is delivered here: one of `config.domains`, or, when that list is empty,
+    /// the domain of some account.
+    pub async fn is_local_domain(&self, domain: &str) -> Result<bool, StoreError> {
+        if !self.config.domains.is_empty() {
+            return Ok(self
+                .config
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain)));
+        }
+        let store = self.store.clone();
+        let domain = domain.to_owned();
+        tokio::task::spawn_blocking(move || store.is_account_domain(&domain))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("domain lookup task failed: {e}")))?
+    }
 }

@@ -1,0 +1,971 @@
+//! One SMTP session: the connection's buffers and deadlines ([`Conn`]) and the protocol state
+//! ([`Session`]): who the client said it is, who it signed in as, and the mail transaction in progress.
+
+use super::command::{self, Command, MailFrom, ParseError};
+use super::data::DataDecoder;
+use super::Mode;
+use crate::deliver::DeliverError;
+use crate::{mime, Context};
+use base64::Engine as _;
+use bytes::{Buf, BytesMut};
+use msgr_store::{
+    Delivery, Flags, FolderRef, LocalTarget, MailStore, Outbound, SpecialUse, StoreError,
+};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Replies queued beyond this are written even while pipelined input is still waiting, so a client that
+/// sends without reading cannot make the output grow.
+const MAX_PENDING_OUTPUT: usize = 16 * 1024;
+
+/// The smallest free space a read is given; reads happen only when a line is incomplete, so this is also
+/// about what an idle session's buffer costs.
+const READ_CHUNK: usize = 1024;
+
+/// Why a connection ended, for the session's log line.
+#[derive(Debug)]
+enum Stop {
+    Quit,
+    PeerClosed,
+    Timeout,
+    TooManyErrors,
+    Shutdown,
+    Io(io::Error),
+    Tls(io::Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Stop {
+        Stop::Io(e)
+    }
+}
+
+/// What the command loop hands back to [`serve`].
+enum End<S> {
+    Stopped(Stop),
+    /// `220 Ready to start TLS` was sent: the handshake comes next, on this stream.
+    StartTls(S),
+}
+
+/// The connection: a stream, the client's unparsed input and the replies not yet written.
+struct Conn<S> {
+    io: S,
+    input: BytesMut,
+    output: Vec<u8>,
+    /// A line over the limit is being skipped until its LF.
+    skipping: bool,
+}
+
+/// One unit of client input.
+enum Input {
+    /// A command line without its line ending.
+    Line(Vec<u8>),
+    /// A line longer than the limit (already thrown away).
+    TooLong,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn new(io: S) -> Conn<S> {
+        Conn {
+            io,
+            input: BytesMut::new(),
+            output: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    fn reply(&mut self, line: &str) {
+        self.output.extend_from_slice(line.as_bytes());
+        self.output.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self, timeout: Duration) -> Result<(), Stop> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            self.io.write_all(&self.output).await?;
+            self.io.flush().await
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Stop::Timeout),
+        }
+        self.output.clear();
+        if self.output.capacity() > MAX_PENDING_OUTPUT {
+            // A burst of replies (a long EHLO, pipelined errors) should not stay allocated while idle.
+            self.output = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Reads more input, first writing what is queued (the client may be waiting for it before it sends
+    /// more). Fails on timeout, shutdown or a closed connection.
+    async fn fill(&mut self, ctx: &Context, timeout: Duration) -> Result<(), Stop> {
+        self.flush(ctx.config.command_timeout()).await?;
+        if self.input.capacity() - self.input.len() < READ_CHUNK {
+            self.input.reserve(READ_CHUNK);
+        }
+        let n = tokio::select! {
+            r = self.io.read_buf(&mut self.input) => r?,
+            () = tokio::time::sleep(timeout) => return Err(Stop::Timeout),
+            () = ctx.shutdown.cancelled() => return Err(Stop::Shutdown),
+        };
+        if n == 0 {
+            return Err(Stop::PeerClosed);
+        }
+        Ok(())
+    }
+
+    /// The next command line. A line longer than `max_line` is dropped as it arrives (never buffered
+    /// whole) and reported as [`Input::TooLong`] once its end is seen.
+    async fn line(&mut self, ctx: &Context, timeout: Duration) -> Result<Input, Stop> {
+        let max = ctx.config.max_line;
+        loop {
+            if let Some(lf) = self.input.iter().position(|&b| b == b'\n') {
+                let mut line = self.input.split_to(lf + 1).to_vec();
+                if std::mem::take(&mut self.skipping) || line.len() > max + 2 {
+                    return Ok(Input::TooLong);
+                }
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(Input::Line(line));
+            }
+            if self.input.len() > max + 2 {
+                // No end in sight within the limit: forget what came so far and keep only the fact.
+                self.input.clear();
+                self.skipping = true;
+            }
+            self.fill(ctx, timeout).await?;
+        }
+    }
+}
+
+/// The mail transaction between `MAIL` and the end of the message.
+struct Transaction {
+    /// The reverse-path as given (empty for bounces).
+    sender: String,
+    /// Local accounts, lowercased, each once.
+    local: Vec<String>,
+    /// Recipients at other hosts (submission only).
+    remote: Vec<String>,
+    /// `BDAT` chunks so far.
+    body: Vec<u8>,
+    /// Whether a `BDAT` chunk went past the size limit (the rest is then counted, not kept).
+    too_big: bool,
+    /// Whether `BDAT` was used (then `DATA` is not allowed in the same transaction).
+    chunking: bool,
+}
+
+impl Transaction {
+    fn recipients(&self) -> usize {
+        self.local.len() + self.remote.len()
+    }
+}
+
+/// The protocol state of one session.
+struct Session {
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    mode: Mode,
+    tls: bool,
+    /// The name from `EHLO`/`HELO`; `None` until the client greets.
+    helo: Option<String>,
+    /// `EHLO` (not `HELO`): the `Received` header says `ESMTP`.
+    esmtp: bool,
+    /// The account signed in with `AUTH`.
+    account: Option<String>,
+    tx: Option<Transaction>,
+    /// Failed commands so far; at `max_errors` the session is closed.
+    errors: u32,
+    /// Messages accepted, for the session's log line.
+    accepted: u32,
+}
+
+/// Serves one connection (see [`super::serve`]).
+pub(super) async fn serve<S>(stream: S, ctx: Arc<Context>, peer: SocketAddr, mode: Mode)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut session = Session {
+        ctx,
+        peer,
+        mode,
+        tls: false,
+        helo: None,
+        esmtp: false,
+        account: None,
+        tx: None,
+        errors: 0,
+        accepted: 0,
+    };
+    let stop = match mode {
+        Mode::Submissions => match session.handshake(stream).await {
+            Ok(tls) => {
+                session.tls = true;
+                session.run(Conn::new(tls), true, false).await.into_stop()
+            }
+            Err(stop) => stop,
+        },
+        Mode::Mx | Mode::Submission => match session.run(Conn::new(stream), true, true).await {
+            End::StartTls(stream) => match session.handshake(stream).await {
+                Ok(tls) => {
+                    // RFC 3207 §4.2: everything learned before TLS is forgotten, and nothing the client
+                    // sent before the handshake is carried over (`Conn::new` starts with empty buffers).
+                    session.tls = true;
+                    session.helo = None;
+                    session.esmtp = false;
+                    session.account = None;
+                    session.tx = None;
+                    session.run(Conn::new(tls), false, false).await.into_stop()
+                }
+                Err(stop) => stop,
+            },
+            End::Stopped(stop) => stop,
+        },
+    };
+    let Session {
+        account,
+        accepted,
+        errors,
+        tls,
+        ..
+    } = &session;
+    match &stop {
+        Stop::Io(e) | Stop::Tls(e) => {
+            tracing::info!(account = account.as_deref(), accepted, errors, tls, error = %e, "smtp session ended");
+        }
+        other => {
+            tracing::info!(account = account.as_deref(), accepted, errors, tls, reason = ?other, "smtp session ended");
+        }
+    }
+}
+
+impl<S> End<S> {
+    fn stop(stop: Stop) -> End<S> {
+        End::Stopped(stop)
+    }
+
+    /// The reason the loop ended, for a loop that was not allowed to start TLS (so never asked to).
+    fn into_stop(self) -> Stop {
+        match self {
+            End::Stopped(stop) => stop,
+            End::StartTls(_) => Stop::Io(io::Error::other("STARTTLS inside TLS")),
+        }
+    }
+}
+
+/// What a command did to the session.
+enum Flow {
+    Continue,
+    Close(Stop),
+    StartTls,
+}
+
+impl Session {
+    /// The TLS handshake (implicit TLS, or after `STARTTLS`), under the greeting deadline.
+    async fn handshake<S>(&self, stream: S) -> Result<tokio_rustls::server::TlsStream<S>, Stop>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let accept = self.ctx.tls.accept(stream);
+        tokio::select! {
+            r = tokio::time::timeout(self.ctx.config.greeting_timeout(), accept) => match r {
+                Ok(Ok(tls)) => Ok(tls),
+                Ok(Err(e)) => Err(Stop::Tls(e)),
+                Err(_) => Err(Stop::Timeout),
+            },
+            () = self.ctx.shutdown.cancelled() => Err(Stop::Shutdown),
+        }
+    }
+
+    /// How long the client may take for its next command: short until it has done something useful.
+    fn idle_timeout(&self) -> Duration {
+        if self.account.is_some() || self.accepted > 0 || self.tx.is_some() {
+            self.ctx.config.command_timeout()
+        } else {
+            self.ctx.config.greeting_timeout()
+        }
+    }
+
+    /// The command loop over one stream.
+    async fn run<S>(&mut self, mut conn: Conn<S>, greet: bool, can_starttls: bool) -> End<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if greet {
+            conn.reply(&format!("220 {} ESMTP msgr", self.ctx.hostname));
+        }
+        loop {
+            let flow = match conn.line(&self.ctx, self.idle_timeout()).await {
+                Ok(Input::Line(line)) => self.command(&mut conn, &line, can_starttls).await,
+                Ok(Input::TooLong) => {
+                    self.error(&mut conn, "500 5.5.2 Error: line too long");
+                    Flow::Continue
+                }
+                Err(stop) => Flow::Close(stop),
+            };
+            let flow = match flow {
+                Flow::Continue if self.errors >= self.ctx.config.max_errors => {
+                    conn.reply(&format!(
+                        "421 4.7.0 {} Error: too many errors",
+                        self.ctx.hostname
+                    ));
+                    Flow::Close(Stop::TooManyErrors)
+                }
+                other => other,
+            };
+            match flow {
+                Flow::Continue => {
+                    if conn.output.len() > MAX_PENDING_OUTPUT {
+                        if let Err(stop) = conn.flush(self.ctx.config.command_timeout()).await {
+                            return End::stop(stop);
+                        }
+                    }
+                }
+                Flow::StartTls => {
+                    return match conn.flush(self.ctx.config.command_timeout()).await {
+                        Ok(()) => End::StartTls(conn.io),
+                        Err(stop) => End::stop(stop),
+                    };
+                }
+                Flow::Close(stop) => {
+                    match stop {
+                        Stop::Timeout => conn.reply(&format!(
+                            "421 4.4.2 {} Error: timeout exceeded",
+                            self.ctx.hostname
+                        )),
+                        Stop::Shutdown => conn.reply(&format!(
+                            "421 4.3.2 {} Service shutting down",
+                            self.ctx.hostname
+                        )),
+                        _ => {}
+                    }
+                    // The goodbye is best effort: the peer may be gone already.
+                    let _ = conn.flush(Duration::from_secs(1)).await;
+                    let _ = conn.io.shutdown().await;
+                    return End::stop(stop);
+                }
+            }
+        }
+    }
+
+    /// A failure reply, counted against `max_errors`.
+    fn error<S>(&mut self, conn: &mut Conn<S>, line: &str)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.errors += 1;
+        conn.reply(line);
+    }
+
+    async fn command<S>(&mut self, conn: &mut Conn<S>, line: &[u8], can_starttls: bool) -> Flow
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let cmd = match command::parse(line) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                let reply = match e {
+                    ParseError::Unknown => "500 5.5.2 Error: command not recognized".to_owned(),
+                    ParseError::Syntax(s) => format!("501 5.5.4 Syntax: {s}"),
+                    ParseError::BadSender => "501 5.1.7 Bad sender address syntax".to_owned(),
+                    ParseError::BadRecipient => "501 5.1.3 Bad recipient address syntax".to_owned(),
+                    ParseError::BadParameter(p) => {
+                        format!("555 5.5.4 Unsupported parameter {}", printable(&p))
+                    }
+                };
+                self.error(conn, &reply);
+                return Flow::Continue;
+            }
+        };
+        match cmd {
+            Command::Ehlo(host) => self.ehlo(conn, host, can_starttls),
+            Command::Helo(host) => {
+                self.helo = Some(host);
+                self.esmtp = false;
+                self.tx = None;
+                conn.reply(&format!("250 {}", self.ctx.hostname));
+            }
+            Command::Mail(from) => self.mail(conn, from),
+            Command::Rcpt(to) => self.rcpt(conn, to).await,
+            Command::Data => return self.data(conn).await,
+            Command::Bdat { size, last } => return self.bdat(conn, size, last).await,
+            Command::Rset => {
+                self.tx = None;
+                conn.reply("250 2.0.0 Ok");
+            }
+            Command::Noop => conn.reply("250 2.0.0 Ok"),
+            // RFC 5321 §3.5.3: 252 says "cannot verify, but will try to deliver", and tells an address
+            // harvester nothing.
+            Command::Vrfy => conn.reply("252 2.0.0 Cannot VRFY user, but will accept message"),
+            Command::Expn => self.error(conn, "502 5.5.1 Error: EXPN not available"),
+            Command::Help => conn.reply("214 2.0.0 See RFC 5321"),
+            Command::Quit => {
+                conn.reply("221 2.0.0 Bye");
+                return Flow::Close(Stop::Quit);
+            }
+            Command::StartTls => {
+                if self.tls || !can_starttls {
+                    self.error(conn, "503 5.5.1 Error: TLS already active");
+                } else {
+                    conn.reply("220 2.0.0 Ready to start TLS");
+                    return Flow::StartTls;
+                }
+            }
+            Command::Auth { mechanism, initial } => {
+                return self.auth(conn, mechanism, initial).await;
+            }
+            Command::NotImplemented(_) => {
+                self.error(conn, "502 5.5.1 Error: command not implemented")
+            }
+        }
+        Flow::Continue
+    }
+
+    fn ehlo<S>(&mut self, conn: &mut Conn<S>, host: String, can_starttls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.helo = Some(host);
+        self.esmtp = true;
+        self.tx = None;
+        let mut lines = vec![
+            self.ctx.hostname.clone(),
+            "PIPELINING".to_owned(),
+            format!("SIZE {}", self.ctx.config.max_message_bytes),
+            "8BITMIME".to_owned(),
+            "SMTPUTF8".to_owned(),
+            "CHUNKING".to_owned(),
+            "ENHANCEDSTATUSCODES".to_owned(),
+        ];
+        if !self.tls && can_starttls {
+            lines.push("STARTTLS".to_owned());
+        }
+        // AUTH is offered only where it may be used: submission, over TLS unless plaintext is allowed
+        // (RFC 4954 §4: a client must not be led to send a password in the clear).
+        if self.mode.is_submission()
+            && self.account.is_none()
+            && (self.tls || self.ctx.config.allow_plaintext_auth)
+        {
+            lines.push("AUTH PLAIN LOGIN".to_owned());
+        }
+        let last = lines.len() - 1;
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            conn.reply(&format!("250{sep}{l}"));
+        }
+    }
+
+    fn mail<S>(&mut self, conn: &mut Conn<S>, from: MailFrom)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.helo.is_none() {
+            return self.error(conn, "503 5.5.1 Error: send HELO/EHLO first");
+        }
+        if self.tx.is_some() {
+            return self.error(conn, "503 5.5.1 Error: nested MAIL command");
+        }
+        if self.mode.is_submission() && self.account.is_none() {
+            return self.error(conn, "530 5.7.0 Authentication required");
+        }
+        let limit = self.ctx.config.max_message_bytes;
+        if from.size as u64 > limit {
+            return self.error(conn, "552 5.3.4 Message size exceeds fixed limit");
+        }
+        if let Some(account) = &self.account {
+            // Submission: an account sends as itself only (RFC 6409 §4.3), never as `<>`.
+            if !from.address.eq_ignore_ascii_case(account) {
+                return self.error(
+                    conn,
+                    &format!(
+                        "553 5.7.1 <{}>: Sender address rejected: not owned by user {account}",
+                        printable(&from.address)
+                    ),
+                );
+            }
+        }
+        self.tx = Some(Transaction {
+            sender: from.address,
+            local: Vec::new(),
+            remote: Vec::new(),
+            body: Vec::new(),
+            too_big: false,
+            chunking: false,
+        });
+        conn.reply("250 2.1.0 Ok");
+    }
+
+    async fn rcpt<S>(&mut self, conn: &mut Conn<S>, to: String)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(tx) = &self.tx else {
+            return self.error(conn, "503 5.5.1 Error: need MAIL command");
+        };
+        if tx.recipients() >= self.ctx.config.max_recipients {
+            return self.error(conn, "452 4.5.3 Error: too many recipients");
+        }
+        let shown = printable(&to);
+        let Some((_, domain)) = to.rsplit_once('@') else {
+            return self.error(conn, "501 5.1.3 Bad recipient address syntax");
+        };
+        let local = match self.ctx.is_local_domain(domain).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking a recipient domain failed");
+                return conn.reply("451 4.3.0 Error: temporary lookup failure");
+            }
+        };
+        if local {
+            let store = self.ctx.store.clone();
+            let address = to.clone();
+            let found = tokio::task::spawn_blocking(move || store.mailbox(&address)).await;
+            match found {
+                Ok(Ok(Some(mailbox))) => {
+                    if let Some(tx) = &mut self.tx {
+                        if !tx.local.contains(&mailbox.email) {
+                            tx.local.push(mailbox.email);
+                        }
+                    }
+                    conn.reply("250 2.1.5 Ok");
+                }
+                Ok(Ok(None)) => self.error(
+                    conn,
+                    &format!("550 5.1.1 <{shown}>: Recipient address rejected: User unknown"),
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "looking a recipient up failed");
+                    conn.reply("451 4.3.0 Error: temporary lookup failure");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking a recipient up failed");
+                    conn.reply("451 4.3.0 Error: temporary lookup failure");
+                }
+            }
+        } else if self.account.is_some() {
+            if let Some(tx) = &mut self.tx {
+                tx.remote.push(to);
+            }
+            conn.reply("250 2.1.5 Ok");
+        } else {
+            // Never an open relay: only a signed-in account may send to other hosts.
+            self.error(conn, &format!("554 5.7.1 <{shown}>: Relay access denied"));
+        }
+    }
+
+    /// Whether a message may start now; replies with the reason if not.
+    fn ready_for_message<S>(&mut self, conn: &mut Conn<S>) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match &self.tx {
+            None => {
+                self.error(conn, "503 5.5.1 Error: need MAIL command");
+                false
+            }
+            Some(tx) if tx.recipients() == 0 => {
+                self.error(conn, "554 5.5.1 Error: no valid recipients");
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    async fn data<S>(&mut self, conn: &mut Conn<S>) -> Flow
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if !self.ready_for_message(conn) {
+            return Flow::Continue;
+        }
+        if self.tx.as_ref().is_some_and(|tx| tx.chunking) {
+            self.error(conn, "503 5.5.1 Error: DATA after BDAT");
+            return Flow::Continue;
+        }
+        conn.reply("354 End data with <CR><LF>.<CR><LF>");
+        let limit = usize::try_from(self.ctx.config.max_message_bytes).unwrap_or(usize::MAX);
+        let mut decoder = DataDecoder::new(limit);
+        let mut body = Vec::new();
+        loop {
+            let (used, done) = decoder.feed(&conn.input, &mut body);
+            conn.input.advance(used);
+            if done {
+                break;
+            }
+            if let Err(stop) = conn
+                .fill(&self.ctx, self.ctx.config.command_timeout())
+                .await
+            {
+                return Flow::Close(stop);
+            }
+        }
+        self.finish(conn, body, decoder.too_big()).await
+    }
+
+    async fn bdat<S>(&mut self, conn: &mut Conn<S>, size: usize, last: bool) -> Flow
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // RFC 3030: the chunk follows the command whatever the answer will be, so it is read (and dropped
+        // if the transaction cannot take it) before replying.
+        let ok = self.tx.as_ref().is_some_and(|tx| tx.recipients() > 0);
+        let limit = usize::try_from(self.ctx.config.max_message_bytes).unwrap_or(usize::MAX);
+        let mut left = size;
+        while left > 0 {
+            if conn.input.is_empty() {
+                if let Err(stop) = conn
+                    .fill(&self.ctx, self.ctx.config.command_timeout())
+                    .await
+                {
+                    return Flow::Close(stop);
+                }
+            }
+            let n = left.min(conn.input.len());
+            if let Some(tx) = self.tx.as_mut().filter(|_| ok) {
+                let room = limit.saturating_sub(tx.body.len());
+                if n > room {
+                    tx.too_big = true;
+                }
+                if !tx.too_big {
+                    tx.body.extend_from_slice(&conn.input[..n]);
+                }
+            }
+            conn.input.advance(n);
+            left -= n;
+        }
+        if !self.ready_for_message(conn) {
+            return Flow::Continue;
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return Flow::Continue;
+        };
+        tx.chunking = true;
+        if !last {
+            conn.reply(&format!("250 2.0.0 {size} octets received"));
+            return Flow::Continue;
+        }
+        let body = std::mem::take(&mut tx.body);
+        let too_big = tx.too_big;
+        self.finish(conn, body, too_big).await
+    }
+
+    /// The message is complete: store it (and queue it for other hosts), then answer.
+    async fn finish<S>(&mut self, conn: &mut Conn<S>, body: Vec<u8>, too_big: bool) -> Flow
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(tx) = self.tx.take() else {
+            return Flow::Continue;
+        };
+        if too_big {
+            self.error(conn, "552 5.3.4 Message size exceeds fixed limit");
+            return Flow::Continue;
+        }
+        let id = format!("{:016X}", rand::random::<u64>());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let raw = self.trace_headers(&tx, &id, now, body);
+        let summary = mime::summarize(&raw);
+        let mut targets: Vec<LocalTarget> = tx
+            .local
+            .iter()
+            .map(|account| LocalTarget {
+                account: account.clone(),
+                folder: FolderRef::Special(SpecialUse::Inbox),
+                flags: Flags::empty(),
+            })
+            .collect();
+        if let Some(account) = &self.account {
+            // The sender's own copy, already read, as every webmail and client keeps one.
+            targets.push(LocalTarget {
+                account: account.clone(),
+                folder: FolderRef::Special(SpecialUse::Sent),
+                flags: Flags::SEEN,
+            });
+        }
+        let outbound = (!tx.remote.is_empty()).then(|| Outbound {
+            sender: tx.sender.clone(),
+            account: self.account.clone(),
+            recipients: tx.remote.clone(),
+        });
+        let size = raw.len();
+        let delivery = Delivery {
+            raw,
+            summary,
+            internal_date: now,
+            targets,
+            outbound,
+        };
+        let has_outbound = delivery.outbound.is_some();
+        let result = self.ctx.deliverer.deliver(delivery).await;
+        let recipients = tx.recipients();
+        let account = self.account.as_deref();
+        match result {
+            Ok(_) => {
+                self.accepted += 1;
+                if has_outbound {
+                    self.ctx.outbound_kick.notify_one();
+                }
+                tracing::info!(id, account, sender = %tx.sender, recipients, size, result = "stored", "smtp delivery");
+                conn.reply(&format!("250 2.0.0 Ok: queued as {id}"));
+            }
+            Err(e) => {
+                tracing::info!(id, account, sender = %tx.sender, recipients, size, result = %e, "smtp delivery");
+                match e {
+                    e if e.is_over_quota() => {
+                        self.error(conn, "552 5.2.2 Mailbox full");
+                    }
+                    DeliverError::Store(StoreError::AccountNotFound(_)) => {
+                        self.error(conn, "550 5.1.1 Recipient address rejected: User unknown");
+                    }
+                    DeliverError::ShuttingDown => return Flow::Close(Stop::Shutdown),
+                    _ => conn.reply("451 4.3.0 Error: queue file write error"),
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// `Return-Path` and `Received` (RFC 5321 §4.4) in front of the client's message.
+    ///
+    /// `Return-Path` belongs to final delivery: a message that also goes to other hosts is stored without
+    /// it (its local copies share the bytes that are relayed, and the next hop adds its own).
+    fn trace_headers(&self, tx: &Transaction, id: &str, now: i64, body: Vec<u8>) -> Vec<u8> {
+        let helo = printable(self.helo.as_deref().unwrap_or("unknown"));
+        let protocol = match (self.esmtp, self.tls, self.account.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        };
+        let mut head = String::with_capacity(256);
+        if tx.remote.is_empty() {
+            head.push_str(&format!("Return-Path: <{}>\r\n", printable(&tx.sender)));
+        }
+        // Without reverse DNS (msgr does no lookups on the receiving path) the `from` clause is the name
+        // the client gave and its address literal, as RFC 5321 §4.4 allows.
+        head.push_str(&format!(
+            "Received: from {helo} ([{}])\r\n\tby {} with {protocol} id {id};\r\n\t{}\r\n",
+            self.peer.ip(),
+            self.ctx.hostname,
+            rfc5322_date(now)
+        ));
+        let mut raw = Vec::with_capacity(head.len() + body.len());
+        raw.extend_from_slice(head.as_bytes());
+        raw.extend_from_slice(&body);
+        raw
+    }
+
+    async fn auth<S>(&mut self, conn: &mut Conn<S>, mechanism: u64, initial: String) -> Flow
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if !self.mode.is_submission() {
+            self.error(conn, "502 5.5.1 Error: authentication not enabled");
+            return Flow::Continue;
+        }
+        if self.account.is_some() {
+            self.error(conn, "503 5.5.1 Error: already authenticated");
+            return Flow::Continue;
+        }
+        if self.tx.is_some() {
+            self.error(conn, "503 5.5.1 Error: MAIL transaction in progress");
+            return Flow::Continue;
+        }
+        if !self.tls && !self.ctx.config.allow_plaintext_auth {
+            self.error(
+                conn,
+                "538 5.7.11 Encryption required for requested authentication mechanism",
+            );
+            return Flow::Continue;
+        }
+        let credentials = match mechanism {
+            smtp_proto::AUTH_PLAIN => {
+                let response = if initial.is_empty() {
+                    conn.reply("334 ");
+                    match self.auth_response(conn).await {
+                        Ok(r) => r,
+                        Err(flow) => return flow,
+                    }
+                } else if initial == "=" {
+                    // RFC 4954 §4: `=` is an empty initial response.
+                    Some(Vec::new())
+                } else {
+                    decode64(initial.as_bytes())
+                };
+                response.and_then(|r| plain_credentials(&r))
+            }
+            smtp_proto::AUTH_LOGIN => {
+                let user = if initial.is_empty() {
+                    // "Username:" in base64, as every LOGIN server says it.
+                    conn.reply("334 VXNlcm5hbWU6");
+                    match self.auth_response(conn).await {
+                        Ok(r) => r,
+                        Err(flow) => return flow,
+                    }
+                } else {
+                    decode64(initial.as_bytes())
+                };
+                let Some(user) = user else {
+                    self.error(conn, "501 5.5.2 Error: cannot decode response");
+                    return Flow::Continue;
+                };
+                conn.reply("334 UGFzc3dvcmQ6");
+                let password = match self.auth_response(conn).await {
+                    Ok(r) => r,
+                    Err(flow) => return flow,
+                };
+                match (String::from_utf8(user), password.map(String::from_utf8)) {
+                    (Ok(u), Some(Ok(p))) => Some((u, p)),
+                    _ => None,
+                }
+            }
+            _ => {
+                self.error(conn, "504 5.5.4 Unrecognized authentication type");
+                return Flow::Continue;
+            }
+        };
+        let Some((user, password)) = credentials else {
+            self.error(conn, "501 5.5.2 Error: cannot decode response");
+            return Flow::Continue;
+        };
+        match self.ctx.auth.check(&user, &password).await {
+            Ok(Some(account)) => {
+                tracing::info!(account, "smtp authenticated");
+                self.account = Some(account);
+                conn.reply("235 2.7.0 Authentication successful");
+            }
+            Ok(None) => {
+                tracing::info!(user = %printable(&user), "smtp authentication failed");
+                self.error(conn, "535 5.7.8 Error: authentication failed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "smtp authentication unavailable");
+                conn.reply("454 4.7.0 Temporary authentication failure");
+            }
+        }
+        Flow::Continue
+    }
+
+    /// One client line during `AUTH`, base64-decoded. `Ok(None)` for undecodable input; `Err` with what
+    /// to do when the client cancelled (`*`) or the connection ended.
+    async fn auth_response<S>(&mut self, conn: &mut Conn<S>) -> Result<Option<Vec<u8>>, Flow>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match conn
+            .line(&self.ctx, self.ctx.config.command_timeout())
+            .await
+        {
+            Ok(Input::Line(line)) if line == b"*" => {
+                self.error(conn, "501 5.7.0 Authentication cancelled");
+                Err(Flow::Continue)
+            }
+            Ok(Input::Line(line)) => Ok(decode64(&line)),
+            Ok(Input::TooLong) => {
+                self.error(conn, "500 5.5.2 Error: line too long");
+                Err(Flow::Continue)
+            }
+            Err(stop) => Err(Flow::Close(stop)),
+        }
+    }
+}
+
+fn decode64(data: &[u8]) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim_ascii())
+        .ok()
+}
+
+/// RFC 4616: `authzid NUL authcid NUL password`. An authorization identity other than the account itself
+/// is refused (nobody may act for someone else).
+fn plain_credentials(response: &[u8]) -> Option<(String, String)> {
+    let mut parts = response.split(|&b| b == 0);
+    let (authz, user, password) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || user.is_empty() {
+        return None;
+    }
+    if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
+        return None;
+    }
+    Some((
+        String::from_utf8(user.to_vec()).ok()?,
+        String::from_utf8(password.to_vec()).ok()?,
+    ))
+}
+
+/// `s` with control characters replaced, for replies and headers built from client input.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `Sun, 29 Nov 2026 10:21:30 +0000` (RFC 5322 §3.3) for seconds since the Unix epoch, in UTC.
+pub(crate) fn rfc5322_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day} {} {year} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1).clamp(0, 11) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322_date(805_274_037), "Sun, 9 Jul 1995 07:13:57 +0000");
+        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_947_690),
+            "Sun, 29 Nov 2026 10:21:30 +0000"
+        );
+    }
+
+    #[test]
+    fn plain() {
+        assert_eq!(
+            plain_credentials(b"\0alice@example.com\0secret"),
+            Some(("alice@example.com".into(), "secret".into()))
+        );
+        assert_eq!(
+            plain_credentials(b"alice@example.com\0alice@example.com\0pw"),
+            Some(("alice@example.com".into(), "pw".into()))
+        );
+        assert_eq!(plain_credentials(b"bob@x\0alice@example.com\0pw"), None);
+        assert_eq!(plain_credentials(b"\0\0pw"), None);
+        assert_eq!(plain_credentials(b"no nuls"), None);
+        assert_eq!(plain_credentials(b"\0a\0b\0c"), None);
+    }
+}
