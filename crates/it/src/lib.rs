@@ -16,11 +16,12 @@ pub mod transcript;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::BytesMut;
 use msgr_core::password::{hash_password_with, PasswordParams};
+use msgr_mail::MailConfig;
 use msgr_proto::frame::{Frame, FrameDecoder, Limits, Peer};
 use msgr_proto::Dialect;
 use msgr_server::config::LimitsConfig;
 use msgr_server::{BoundAddrs, Config, Server};
-use msgr_store::{AccountStore, NewAccount, Store};
+use msgr_store::{AccountStore, MailStore, MessageMeta, NewAccount, Store};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
@@ -102,6 +103,10 @@ pub struct ServerOptions {
     /// The name `XFR`, `RNG` and `DALogin` advertise, and the generated certificate carries.
     pub public_host: Option<String>,
     pub limits: LimitsConfig,
+    /// The `[mail]` section. Its listeners are always moved to `127.0.0.1:0` (the defaults are fixed
+    /// ports, which parallel tests would fight over). `None`: the defaults with
+    /// `allow_plaintext_auth = true`, so tests can sign in over plain loopback connections.
+    pub mail: Option<MailConfig>,
 }
 
 impl ServerOptions {
@@ -163,6 +168,17 @@ impl TestServer {
             dispatch: opts.dispatch_listener.then_some(loopback),
             legacy_md5: opts.legacy_md5,
             limits: opts.limits,
+            mail: MailConfig {
+                smtp: Some(loopback),
+                submission: Some(loopback),
+                submissions: Some(loopback),
+                pop3: Some(loopback),
+                pop3s: Some(loopback),
+                ..opts.mail.unwrap_or_else(|| MailConfig {
+                    allow_plaintext_auth: true,
+                    ..MailConfig::default()
+                })
+            },
             ..Config::default()
         };
         let server = Server::bind(config.clone())
@@ -215,6 +231,32 @@ impl TestServer {
         .with_context(|| format!("creating account {email}"))
     }
 
+    /// The messages in `account`'s folder `folder` (`INBOX`, `Sent`, …) with their raw bytes, read
+    /// straight from the server's store, oldest first.
+    pub async fn mail_messages(
+        &self,
+        account: &str,
+        folder: &str,
+    ) -> Result<Vec<(MessageMeta, Vec<u8>)>> {
+        let db = self.config.database_path();
+        let (account, folder) = (account.to_owned(), folder.to_owned());
+        tokio::task::spawn_blocking(move || -> Result<Vec<(MessageMeta, Vec<u8>)>> {
+            let store = Store::open_sqlite(&db).context("opening the store")?;
+            let f = store
+                .folder(&account, &folder)?
+                .with_context(|| format!("{account} has no folder {folder}"))?;
+            let mut out = Vec::new();
+            for meta in store.messages(f.id)? {
+                let raw = store
+                    .message_raw(f.id, meta.uid)?
+                    .with_context(|| format!("message {} vanished", meta.uid))?;
+                out.push((meta, raw));
+            }
+            Ok(out)
+        })
+        .await?
+    }
+
     /// A fresh MSNP connection to the server.
     pub async fn connect(&self) -> Result<Conn> {
         Conn::connect(self.addrs.msnp).await
@@ -246,6 +288,14 @@ impl TestServer {
             http: self.addrs.http,
             https: self.addrs.https,
             dispatch: self.addrs.dispatch,
+            mail: MailConfig {
+                smtp: self.addrs.mail.smtp,
+                submission: self.addrs.mail.submission,
+                submissions: self.addrs.mail.submissions,
+                pop3: self.addrs.mail.pop3,
+                pop3s: self.addrs.mail.pop3s,
+                ..self.config.mail.clone()
+            },
             ..self.config.clone()
         };
         let server = Server::bind(config)

@@ -39,7 +39,7 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (MSNP, Passport over HTTP and HTTPS).
+    /// Run the server (MSNP, Passport over HTTP and HTTPS, SMTP and POP3).
     Serve(ServeArgs),
     /// Manage accounts (works while the server runs).
     #[command(subcommand)]
@@ -103,6 +103,21 @@ struct ServeArgs {
     /// Run as a dispatch server that sends clients to these notification servers (host:port).
     #[arg(long = "dispatch-to", value_name = "HOST:PORT")]
     dispatch_to: Vec<String>,
+    /// Inbound SMTP (MX) listener, or "off" [default: 127.0.0.1:2525; port 25 in production].
+    #[arg(long, value_name = "ADDR|off")]
+    smtp: Option<String>,
+    /// Mail submission listener with STARTTLS, or "off" [default: 127.0.0.1:2587].
+    #[arg(long, value_name = "ADDR|off")]
+    submission: Option<String>,
+    /// Mail submission over implicit TLS, or "off" [default: 127.0.0.1:2465].
+    #[arg(long, value_name = "ADDR|off")]
+    submissions: Option<String>,
+    /// POP3 listener with STLS, or "off" [default: 127.0.0.1:2110].
+    #[arg(long, value_name = "ADDR|off")]
+    pop3: Option<String>,
+    /// POP3 over implicit TLS, or "off" [default: 127.0.0.1:2995].
+    #[arg(long, value_name = "ADDR|off")]
+    pop3s: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +210,12 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
     }
     config.http = listener_flag(args.http, config.http)?;
     config.https = listener_flag(args.https, config.https)?;
+    let mail = &mut config.mail;
+    mail.smtp = listener_flag(args.smtp, mail.smtp)?;
+    mail.submission = listener_flag(args.submission, mail.submission)?;
+    mail.submissions = listener_flag(args.submissions, mail.submissions)?;
+    mail.pop3 = listener_flag(args.pop3, mail.pop3)?;
+    mail.pop3s = listener_flag(args.pop3s, mail.pop3s)?;
     if args.public_host.is_some() {
         config.public_host = args.public_host;
     }

@@ -34,6 +34,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub limits: LimitsConfig,
+    /// The mail side (`[mail]`): SMTP and POP3 listeners, local domains, limits, outbound delivery.
+    pub mail: msgr_mail::MailConfig,
 }
 
 /// Named, configurable limits; the defaults are the official service's where it had one.
@@ -99,6 +101,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             limits: LimitsConfig::default(),
+            mail: msgr_mail::MailConfig::default(),
         }
     }
 }

@@ -51,6 +51,8 @@ pub enum ServerError {
     },
     #[error("starting the password-hashing threads: {0}")]
     HashThreads(std::io::Error),
+    #[error("mail: {0}")]
+    Mail(#[from] msgr_mail::MailError),
 }
 
 /// What every connection task shares.
@@ -184,6 +186,33 @@ pub struct BoundAddrs {
     pub https: Option<SocketAddr>,
     /// The dispatch-only MSNP listener, when configured.
     pub dispatch: Option<SocketAddr>,
+    /// The SMTP and POP3 listeners.
+    pub mail: msgr_mail::MailAddrs,
+}
+
+/// The mail side's password check: the same argon2 verification on the same hashing threads as a
+/// Passport sign-in ([`Shared::check_password`]), so an unknown account takes as long as a wrong password.
+struct MailAuth(Arc<Shared>);
+
+impl msgr_mail::Authenticator for MailAuth {
+    fn check<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Option<String>, msgr_mail::AuthUnavailable>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move {
+            match self.0.check_password(user, password).await {
+                Ok(account) => Ok(account.map(|a| a.email)),
+                Err(e) => Err(msgr_mail::AuthUnavailable(e.to_string())),
+            }
+        })
+    }
 }
 
 /// A server with its listeners bound, ready to run.
@@ -193,6 +222,7 @@ pub struct Server {
     http: Option<TcpListener>,
     https: Option<(TcpListener, TlsAcceptor)>,
     dispatch: Option<TcpListener>,
+    mail: Option<msgr_mail::MailServer>,
     addrs: BoundAddrs,
 }
 
@@ -227,24 +257,44 @@ impl Server {
             Some(a) => Some(bind("dispatch", a).await?),
             None => None,
         };
-        let https = match config.https {
-            Some(a) => {
-                let (cert, key) = tls::ensure_certificate(
-                    &config.data_dir,
-                    config.tls_cert.as_deref(),
-                    config.tls_key.as_deref(),
-                    config.public_host.as_deref(),
-                )?;
-                let acceptor = TlsAcceptor::from(tls::server_config(&cert, &key)?);
+        let mail = &config.mail;
+        let mail_on = [
+            mail.smtp,
+            mail.submission,
+            mail.submissions,
+            mail.pop3,
+            mail.pop3s,
+        ]
+        .iter()
+        .any(Option::is_some);
+        // HTTPS and the mail listeners share one certificate, generated once if the operator has none.
+        let cert = if config.https.is_some() || mail_on {
+            Some(tls::ensure_certificate(
+                &config.data_dir,
+                config.tls_cert.as_deref(),
+                config.tls_key.as_deref(),
+                config.public_host.as_deref(),
+            )?)
+        } else {
+            None
+        };
+        let https = match (config.https, &cert) {
+            (Some(a), Some((cert, key))) => {
+                let acceptor = TlsAcceptor::from(tls::server_config(cert, key)?);
                 Some((bind("https", a).await?, acceptor))
             }
-            None => None,
+            _ => None,
         };
-        let addrs = BoundAddrs {
+        let mail_tls = match (&cert, mail_on) {
+            (Some((cert, key)), true) => Some(tls::mail_server_config(cert, key)?),
+            _ => None,
+        };
+        let mut addrs = BoundAddrs {
             msnp: msnp_addr,
             http: http.as_ref().and_then(|l| l.local_addr().ok()),
             https: https.as_ref().and_then(|(l, _)| l.local_addr().ok()),
             dispatch: dispatch.as_ref().and_then(|l| l.local_addr().ok()),
+            mail: msgr_mail::MailAddrs::default(),
         };
 
         let host = config.public_host.clone().unwrap_or_else(|| {
@@ -298,12 +348,28 @@ impl Server {
         if !shared.config.dispatch_to.is_empty() {
             tracing::info!(targets = ?shared.config.dispatch_to, "dispatch-only mode");
         }
+        let mail = match mail_tls {
+            Some(tls) => {
+                let server = msgr_mail::MailServer::bind(msgr_mail::MailDeps {
+                    config: shared.config.mail.clone(),
+                    store: shared.store.clone(),
+                    auth: Arc::new(MailAuth(shared.clone())),
+                    tls,
+                    public_host: shared.config.public_host.clone(),
+                })
+                .await?;
+                addrs.mail = server.addrs();
+                Some(server)
+            }
+            None => None,
+        };
         Ok(Server {
             shared,
             msnp,
             http,
             https,
             dispatch,
+            mail,
             addrs,
         })
     }
@@ -350,6 +416,10 @@ impl Server {
                 shutdown.clone(),
                 tracker.clone(),
             ));
+        }
+        if let Some(mail) = self.mail {
+            // The mail side keeps its own tracker and grace period; it ends with the same token.
+            listeners.spawn(mail.run(shutdown.clone()));
         }
         while listeners.join_next().await.is_some() {}
         tracker.close();

@@ -87,8 +87,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
         })
 }
 
-/// Builds the rustls server configuration from PEM files.
+/// Builds the rustls server configuration for HTTPS from PEM files (ALPN `http/1.1`).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = base_config(cert, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The same certificate for the mail listeners (SMTP `STARTTLS`, POP3 `STLS`, the implicit-TLS ports):
+/// without ALPN, because a mail client that offers ALPN (`smtp`, `pop3`) and hears `http/1.1` back
+/// must abort the handshake (RFC 7301 §3.2).
+pub fn mail_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    Ok(Arc::new(base_config(cert, key)?))
+}
+
+fn base_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
     let pem_err = |path: &Path| {
         let path = path.to_owned();
         move |source| TlsError::Pem { path, source }
@@ -98,11 +111,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .collect::<Result<_, _>>()
         .map_err(pem_err(cert))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?;
-    let mut config = rustls::ServerConfig::builder()
+    Ok(rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+        .with_single_cert(chain, key)?)
 }
 
 /// Installs the one crypto provider msgr uses. Safe to call more than once.
