@@ -110,7 +110,7 @@ pub async fn serve_tcp(
         let mut session = Session::new(ctx.clone(), implicit_tls, !implicit_tls);
         let end = if implicit_tls {
             match handshake(&ctx, stream, &shutdown).await {
-                Ok(mut tls) => session.run(&mut tls, &shutdown).await,
+                Ok(mut tls) => session.run_and_close(&mut tls, &shutdown).await,
                 Err(reason) => End::Closed(reason),
             }
         } else {
@@ -119,11 +119,14 @@ pub async fn serve_tcp(
                 End::StartTls => match handshake(&ctx, tcp, &shutdown).await {
                     Ok(mut tls) => {
                         session.tls = true;
-                        session.run(&mut tls, &shutdown).await
+                        session.run_and_close(&mut tls, &shutdown).await
                     }
                     Err(reason) => End::Closed(reason),
                 },
-                end => end,
+                end => {
+                    close(&mut tcp).await;
+                    end
+                }
             }
         };
         session.log_end(end);
@@ -147,11 +150,20 @@ pub async fn serve<S>(
     let span = tracing::info_span!("pop3", %peer, account = tracing::field::Empty);
     async move {
         let mut session = Session::new(ctx, tls_active, false);
-        let end = session.run(&mut stream, &shutdown).await;
+        let end = session.run_and_close(&mut stream, &shutdown).await;
         session.log_end(end);
     }
     .instrument(span)
     .await
+}
+
+/// How long the goodbye (TLS `close_notify`, FIN) may take before the connection is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Ends the connection politely: over TLS a `close_notify`, so that the client can tell the end of the
+/// session from a truncation attack; a peer that does not take it is not waited for long.
+async fn close<S: AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
 }
 
 /// The TLS handshake, under the greeting timeout: garbage or silence instead of a ClientHello ends
@@ -328,6 +340,16 @@ impl Session {
             State::Authorization { .. } => self.ctx.config.greeting_timeout(),
             State::Transaction(_) => self.ctx.config.command_timeout().max(AUTOLOGOUT_MIN),
         }
+    }
+
+    /// Runs the session over a stream that cannot be upgraded, then closes it.
+    async fn run_and_close<S>(&mut self, stream: &mut S, shutdown: &CancellationToken) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let end = self.run(stream, shutdown).await;
+        close(stream).await;
+        end
     }
 
     /// Runs the session over `stream` until it ends or asks for TLS.
