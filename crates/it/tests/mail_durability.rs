@@ -29,7 +29,12 @@ async fn spawn_serve(data: &Path) -> Result<(tokio::process::Child, SocketAddr)>
         .arg("serve")
         .args(["--msnp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .args(["--https", "127.0.0.1:0", "--smtp", "127.0.0.1:0"])
-        .args(["--submission", "127.0.0.1:0", "--submissions", "127.0.0.1:0"])
+        .args([
+            "--submission",
+            "127.0.0.1:0",
+            "--submissions",
+            "127.0.0.1:0",
+        ])
         .args(["--pop3", "127.0.0.1:0", "--pop3s", "127.0.0.1:0"])
         .env_remove("MSGR_CONFIG")
         .env_remove("MSGR_DATA")
@@ -66,23 +71,23 @@ async fn spawn_serve(data: &Path) -> Result<(tokio::process::Child, SocketAddr)>
 fn body(s: usize, n: usize) -> String {
     let mut b = String::new();
     for i in 0..200 {
-        b.push_str(&format!("sender {s} message {n} line {i:03} ................................\r\n"));
+        b.push_str(&format!(
+            "sender {s} message {n} line {i:03} ................................\r\n"
+        ));
     }
     b.push_str(&format!("END {s}-{n}\r\n"));
     b
 }
 
 async fn reply(rd: &mut (impl AsyncBufReadExt + Unpin)) -> Result<String> {
-    let mut last = String::new();
     loop {
         let mut line = String::new();
         if tokio::time::timeout(TIMEOUT, rd.read_line(&mut line)).await?? == 0 {
             bail!("connection closed");
         }
-        let done = line.as_bytes().get(3) != Some(&b'-');
-        last = line;
-        if done {
-            return Ok(last);
+        // The last line of a multi-line reply has a space after the code.
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok(line);
         }
     }
 }
@@ -160,7 +165,9 @@ async fn accepted_mail_survives_kill_9() -> Result<()> {
         let inbox = store.folder("alice@x.com", "INBOX")?.context("no INBOX")?;
         let mut stored = BTreeSet::new();
         for m in store.messages(inbox.id)? {
-            let raw = store.message_raw(inbox.id, m.uid)?.context("listed but no bytes")?;
+            let raw = store
+                .message_raw(inbox.id, m.uid)?
+                .context("listed but no bytes")?;
             let text = String::from_utf8(raw).context("stored bytes are not the sent text")?;
             let id = m.summary.message_id.clone();
             let (s, n) = id
@@ -178,7 +185,10 @@ async fn accepted_mail_survives_kill_9() -> Result<()> {
             stored.insert(id);
         }
         let lost: Vec<_> = acked.difference(&stored).collect();
-        ensure!(lost.is_empty(), "round {round}: acknowledged but lost: {lost:?}");
+        ensure!(
+            lost.is_empty(),
+            "round {round}: acknowledged but lost: {lost:?}"
+        );
     }
     ensure!(total_acked >= 180);
     Ok(())
