@@ -530,5 +530,89 @@ impl Default for DotStuffer {
     }
 }
 
+/// Checks this module's invariants on arbitrary bytes: the body of the `pop3_proto` fuzz target
+/// (`fuzz/`), run by the unit tests on seeds so that it always builds. The first byte picks a chunk size.
+///
+/// - The decoder reports the same lines whatever the chunking and never leaves more than
+///   [`LineDecoder::MIN_BUFFER`] bytes unconsumed.
+/// - [`parse`] returns for every line.
+/// - A message through [`DotStuffer`] comes back, once a client has removed the stuffing, as the input
+///   with every line ending made CRLF; no body line is a lone `.`.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(first) + 1;
+    let whole = fuzz_lines(rest, rest.len().max(1));
+    assert_eq!(fuzz_lines(rest, chunk), whole);
+    for line in whole.iter().filter_map(|l| l.as_deref()) {
+        let _ = parse(line);
+    }
+
+    let mut stuffer = DotStuffer::new();
+    let mut out = Vec::new();
+    for piece in rest.chunks(chunk) {
+        stuffer.push(piece, &mut out);
+    }
+    stuffer.finish(&mut out);
+    let body = out
+        .strip_suffix(b".\r\n")
+        .expect("a multi-line response ends with a lone dot");
+    let mut unstuffed = Vec::new();
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        assert!(
+            line.ends_with(b"\r\n") && line != b".\r\n",
+            "bad line {line:?}"
+        );
+        unstuffed.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+    }
+    // The reference: every CRLF, lone CR and lone LF is a line end, and the last line is ended.
+    let mut want = Vec::new();
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\r' if rest.get(i + 1) == Some(&b'\n') => {
+                want.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b'\r' | b'\n' => want.extend_from_slice(b"\r\n"),
+            b => want.push(b),
+        }
+        i += 1;
+    }
+    if !want.is_empty() && !want.ends_with(b"\r\n") {
+        want.extend_from_slice(b"\r\n");
+    }
+    assert_eq!(unstuffed, want);
+}
+
+/// The decoder's lines (`None` for a refused one) when `data` arrives in pieces of `chunk` bytes.
+fn fuzz_lines(data: &[u8], chunk: usize) -> Vec<Option<Vec<u8>>> {
+    let mut dec = LineDecoder::new();
+    let mut buf = Vec::new();
+    let mut lines = Vec::new();
+    for piece in data.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            let consumed = match dec.decode(&buf) {
+                LineEvent::Line { len, consumed } => {
+                    lines.push(Some(buf[..len].to_vec()));
+                    consumed
+                }
+                LineEvent::TooLong { consumed } | LineEvent::BareLf { consumed } => {
+                    lines.push(None);
+                    consumed
+                }
+                LineEvent::Incomplete { consumed: 0 } => break,
+                LineEvent::Incomplete { consumed } => consumed,
+            };
+            buf.drain(..consumed);
+        }
+        assert!(buf.len() < LineDecoder::MIN_BUFFER);
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests;

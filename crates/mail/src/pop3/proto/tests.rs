@@ -281,7 +281,31 @@ fn unstuff(resp: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+#[test]
+fn fuzz_body_on_seeds() {
+    let seeds: [&[u8]; 6] = [
+        b"",
+        b"\x00",
+        b"\x03USER a\r\nPASS b c\r\n.\r\n..x\rbare\nend",
+        b"\x00\r\r\n\n\r",
+        b"\x10RETR 1\r\nTOP 1 2\r\n\x00\r\n",
+        &[0xff; 2000],
+    ];
+    for seed in seeds {
+        fuzz_one(seed);
+    }
+    let mut long = vec![7u8];
+    long.extend(sample_stream());
+    fuzz_one(&long);
+}
+
 proptest! {
+    #[test]
+    fn fuzz_body_on_random_input(data in proptest::collection::vec(
+        prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), Just(b' '), any::<u8>()], 0..1500)) {
+        fuzz_one(&data);
+    }
+
     #[test]
     fn parse_never_panics(line in proptest::collection::vec(any::<u8>(), 0..600)) {
         let _ = parse(&line);
