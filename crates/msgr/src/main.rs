@@ -3,6 +3,7 @@
 
 mod chat;
 mod client_cmd;
+mod mail_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +45,9 @@ enum Command {
     /// Manage accounts (works while the server runs).
     #[command(subcommand)]
     User(UserCommand),
+    /// The outbound mail queue: `queue` lists it, `retry` makes it due now (works while the server runs).
+    #[command(subcommand)]
+    Mail(mail_cmd::MailCommand),
     /// Send one message: open a chat with --to, wait for them to join, send TEXT, leave.
     Send {
         #[command(flatten)]
@@ -170,6 +174,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(config, args),
         Command::User(cmd) => user(&config, cmd),
+        Command::Mail(cmd) => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            mail_cmd::run(&Store::open_sqlite(&config.database_path())?, cmd)
+        }
         Command::Send { connect, to, text } => {
             client_cmd::runtime()?.block_on(client_cmd::send(&connect, &to, &text.join(" ")))
         }
