@@ -164,6 +164,8 @@ enum Attempt {
         host: Option<String>,
         error: String,
         status: String,
+        /// The remote reply, when the failure was one: the `Diagnostic-Code` if the message expires.
+        reply: Option<String>,
     },
     Failed(Failure),
 }
@@ -232,16 +234,18 @@ impl Runner {
     ) -> Vec<Attempt> {
         let config = &self.ctx.config;
         let resolver = self.resolver.as_deref();
-        let deferred_all = |host: Option<String>, error: String, status: &str| {
-            recipients
-                .iter()
-                .map(|_| Attempt::Deferred {
-                    host: host.clone(),
-                    error: error.clone(),
-                    status: status.to_owned(),
-                })
-                .collect()
-        };
+        let deferred_all =
+            |host: Option<String>, error: String, status: &str, reply: Option<String>| {
+                recipients
+                    .iter()
+                    .map(|_| Attempt::Deferred {
+                        host: host.clone(),
+                        error: error.clone(),
+                        status: status.to_owned(),
+                        reply: reply.clone(),
+                    })
+                    .collect()
+            };
         let hops =
             match route::resolve(&config.routes, resolver, domain, config.outbound_port).await {
                 Ok(Route::Hops(hops)) => hops,
@@ -260,16 +264,23 @@ impl Runner {
                         .collect();
                 }
                 // 4.4.3: directory server failure (RFC 3463).
-                Err(e) => return deferred_all(None, e.to_string(), "4.4.3"),
+                Err(e) => return deferred_all(None, e.to_string(), "4.4.3", None),
             };
 
         let envelope = Envelope { sender, recipients };
-        let mut last = (None, "no host to try".to_owned(), "4.4.1");
+        // The last failure: host, error, status, remote reply.
+        let mut last: (Option<String>, String, String, Option<String>) =
+            (None, "no host to try".to_owned(), "4.4.1".to_owned(), None);
         for hop in &hops {
             let addrs = match route::addresses(hop, resolver).await {
                 Ok(a) => a,
                 Err(e) => {
-                    last = (Some(hop.host.clone()), e.to_string(), "4.4.3");
+                    last = (
+                        Some(hop.host.clone()),
+                        e.to_string(),
+                        "4.4.3".to_owned(),
+                        None,
+                    );
                     continue;
                 }
             };
@@ -300,7 +311,12 @@ impl Runner {
                             .collect();
                     }
                     Err(ClientError::Refused { reply, .. }) => {
-                        last = (Some(hop.host.clone()), reply.to_string(), "4.0.0");
+                        last = (
+                            Some(hop.host.clone()),
+                            format!("{} said: {reply}", hop.host),
+                            reply.status(),
+                            Some(reply.to_string()),
+                        );
                     }
                     Err(e) => {
                         tracing::info!(host = %hop.host, %addr, error = %e, "outbound session failed; next host");
@@ -309,12 +325,17 @@ impl Runner {
                             ClientError::Connect(..) | ClientError::Timeout(_) => "4.4.1",
                             _ => "4.4.2",
                         };
-                        last = (Some(hop.host.clone()), format!("{}: {e}", hop.host), status);
+                        last = (
+                            Some(hop.host.clone()),
+                            format!("{}: {e}", hop.host),
+                            status.to_owned(),
+                            None,
+                        );
                     }
                 }
             }
         }
-        deferred_all(last.0, last.1, last.2)
+        deferred_all(last.0, last.1, &last.2, last.3)
     }
 
     /// Writes the outcomes to the store: delivered ones leave the queue, temporary failures are deferred (or
@@ -339,6 +360,7 @@ impl Runner {
                     host,
                     error,
                     status,
+                    reply,
                 } => {
                     let expires = r.created_at.saturating_add(
                         i64::try_from(config.queue_lifetime_secs).unwrap_or(i64::MAX),
@@ -351,10 +373,11 @@ impl Runner {
                             // The last temporary status stands; "delivery time expired" when there was none.
                             status: if status.ends_with(".0.0") { "4.4.7".to_owned() } else { status },
                             remote_mta: host,
-                            diagnostic: None,
+                            diagnostic: reply,
                             reason: format!(
-                                "delivery kept failing temporarily for {} hours; the last error was: {error}",
-                                config.queue_lifetime_secs / 3600
+                                "delivery kept failing temporarily for longer than the queue keeps mail ({}); \
+                                 the last error was: {error}",
+                                span(config.queue_lifetime_secs)
                             ),
                         });
                         continue;
@@ -417,6 +440,7 @@ fn from_outcome(recipient: &str, host: &str, outcome: RcptOutcome) -> Attempt {
             host: Some(host.to_owned()),
             error: format!("{host} said: {reply}"),
             status: reply.status(),
+            reply: Some(reply.to_string()),
         },
         RcptOutcome::Permanent(reply) => Attempt::Failed(Failure {
             recipient: recipient.to_owned(),
@@ -425,6 +449,15 @@ fn from_outcome(recipient: &str, host: &str, outcome: RcptOutcome) -> Attempt {
             diagnostic: Some(reply.to_string()),
             reason: "the remote server refused the message for this recipient".to_owned(),
         }),
+    }
+}
+
+/// `5 days`, `3 hours`, `90 seconds`: a queue lifetime for people.
+fn span(secs: u64) -> String {
+    match secs {
+        s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
+        s if s >= 2 * 3600 => format!("{} hours", s / 3600),
+        s => format!("{s} seconds"),
     }
 }
 
