@@ -147,3 +147,98 @@ fn fail_all(replies: Vec<oneshot::Sender<Result<Delivered, DeliverError>>>, why:
         let _ = reply.send(Err(DeliverError::Batch(why.to_owned())));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{testing, MailConfig};
+    use msgr_store::{Flags, FolderRef, LocalTarget, MessageSummary, SpecialUse};
+
+    fn delivery(account: &str, n: usize) -> Delivery {
+        Delivery {
+            raw: format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes(),
+            summary: MessageSummary {
+                subject: n.to_string(),
+                ..MessageSummary::default()
+            },
+            internal_date: 0,
+            targets: vec![LocalTarget {
+                account: account.to_owned(),
+                folder: FolderRef::Special(SpecialUse::Inbox),
+                flags: Flags::empty(),
+            }],
+            outbound: None,
+        }
+    }
+
+    /// Concurrent senders are committed together (batches of at most `group_commit_max`), each hears its
+    /// own answer, and a failing delivery does not take the others of its batch with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_commit_in_groups() {
+        let t = testing::context(MailConfig {
+            group_commit_max: 8,
+            ..MailConfig::default()
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..40 {
+            let ctx = t.ctx.clone();
+            let account = if n % 10 == 9 {
+                "ghost@example.com"
+            } else {
+                "alice@example.com"
+            };
+            tasks.spawn(async move { (n, ctx.deliverer.deliver(delivery(account, n)).await) });
+        }
+        let mut uids = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (n, result) = joined.unwrap();
+            if n % 10 == 9 {
+                assert!(
+                    matches!(
+                        result,
+                        Err(DeliverError::Store(StoreError::AccountNotFound(_)))
+                    ),
+                    "{n}: {result:?}"
+                );
+            } else {
+                let stored = result.unwrap().stored;
+                assert_eq!(stored.len(), 1);
+                uids.push(stored[0].uid);
+            }
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        assert_eq!(uids.len(), 36);
+        let inbox = t
+            .ctx
+            .store
+            .folder("alice@example.com", "INBOX")
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.ctx.store.messages(inbox.id).unwrap().len(), 36);
+    }
+
+    /// After shutdown nothing more is taken, and the owner task ends (the tracker empties).
+    #[tokio::test]
+    async fn shutdown_stops_the_owner() {
+        let t = testing::context(MailConfig::default());
+        t.ctx
+            .deliverer
+            .deliver(delivery("bob@example.com", 1))
+            .await
+            .unwrap();
+        t.ctx.shutdown.cancel();
+        t.tracker.close();
+        tokio::time::timeout(std::time::Duration::from_secs(5), t.tracker.wait())
+            .await
+            .expect("the owner task stops");
+        let late = t
+            .ctx
+            .deliverer
+            .deliver(delivery("bob@example.com", 2))
+            .await;
+        assert!(matches!(late, Err(DeliverError::ShuttingDown)), "{late:?}");
+    }
+}

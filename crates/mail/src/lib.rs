@@ -122,3 +122,81 @@ impl Context {
             .map_err(|e| StoreError::Corrupt(format!("domain lookup task failed: {e}")))?
     }
 }
+
+/// A real [`Context`] for unit tests: an SQLite store in a temporary directory with the accounts
+/// `alice@example.com` and `bob@example.com` (password `pw` for both), a self-signed certificate.
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use msgr_store::{AccountStore, NewAccount};
+
+    /// Accepts `pw` for the two test accounts. (The server's real check is argon2 on its hashing threads;
+    /// the integration tests exercise that one.)
+    struct Fixed;
+
+    impl Authenticator for Fixed {
+        fn check<'a>(
+            &'a self,
+            user: &'a str,
+            password: &'a str,
+        ) -> Pin<Box<dyn Future<Output = Result<Option<String>, AuthUnavailable>> + Send + 'a>>
+        {
+            let ok = password == "pw"
+                && ["alice@example.com", "bob@example.com"]
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(user));
+            Box::pin(async move { Ok(ok.then(|| user.to_ascii_lowercase())) })
+        }
+    }
+
+    pub(crate) struct TestContext {
+        pub ctx: Arc<Context>,
+        pub tracker: TaskTracker,
+        _dir: tempfile::TempDir,
+    }
+
+    pub(crate) fn context(config: MailConfig) -> TestContext {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("msgr.db")).unwrap();
+        for email in ["alice@example.com", "bob@example.com"] {
+            store
+                .create_account(NewAccount {
+                    email: email.to_owned(),
+                    display_name: email.to_owned(),
+                    password_hash: "unused".to_owned(),
+                    md5_secret: None,
+                })
+                .unwrap();
+        }
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let tracker = TaskTracker::new();
+        let ctx = Context::new(
+            MailDeps {
+                config,
+                store: Arc::new(store),
+                auth: Arc::new(Fixed),
+                tls: Arc::new(tls),
+                public_host: None,
+            },
+            CancellationToken::new(),
+            &tracker,
+        );
+        TestContext {
+            ctx,
+            tracker,
+            _dir: dir,
+        }
+    }
+}

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 /// Replies queued beyond this are written even while pipelined input is still waiting, so a client that
 /// sends without reading cannot make the output grow.
@@ -57,6 +58,12 @@ struct Conn<S> {
     output: Vec<u8>,
     /// A line over the limit is being skipped until its LF.
     skipping: bool,
+    /// `config.max_line`: the longest command line kept.
+    max_line: usize,
+    /// How long a write may wait for the peer to read.
+    write_timeout: Duration,
+    /// The server's shutdown: a read waiting for the client gives up on it.
+    shutdown: CancellationToken,
 }
 
 /// One unit of client input.
@@ -68,12 +75,15 @@ enum Input {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    fn new(io: S) -> Conn<S> {
+    fn new(io: S, ctx: &Context) -> Conn<S> {
         Conn {
             io,
             input: BytesMut::new(),
             output: Vec::new(),
             skipping: false,
+            max_line: ctx.config.max_line,
+            write_timeout: ctx.config.command_timeout(),
+            shutdown: ctx.shutdown.clone(),
         }
     }
 
@@ -104,15 +114,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Reads more input, first writing what is queued (the client may be waiting for it before it sends
     /// more). Fails on timeout, shutdown or a closed connection.
-    async fn fill(&mut self, ctx: &Context, timeout: Duration) -> Result<(), Stop> {
-        self.flush(ctx.config.command_timeout()).await?;
+    async fn fill(&mut self, timeout: Duration) -> Result<(), Stop> {
+        self.flush(self.write_timeout).await?;
         if self.input.capacity() - self.input.len() < READ_CHUNK {
             self.input.reserve(READ_CHUNK);
         }
         let n = tokio::select! {
             r = self.io.read_buf(&mut self.input) => r?,
             () = tokio::time::sleep(timeout) => return Err(Stop::Timeout),
-            () = ctx.shutdown.cancelled() => return Err(Stop::Shutdown),
+            () = self.shutdown.cancelled() => return Err(Stop::Shutdown),
         };
         if n == 0 {
             return Err(Stop::PeerClosed);
@@ -122,8 +132,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// The next command line. A line longer than `max_line` is dropped as it arrives (never buffered
     /// whole) and reported as [`Input::TooLong`] once its end is seen.
-    async fn line(&mut self, ctx: &Context, timeout: Duration) -> Result<Input, Stop> {
-        let max = ctx.config.max_line;
+    async fn line(&mut self, timeout: Duration) -> Result<Input, Stop> {
+        let max = self.max_line;
         loop {
             if let Some(lf) = self.input.iter().position(|&b| b == b'\n') {
                 let mut line = self.input.split_to(lf + 1).to_vec();
@@ -141,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.input.clear();
                 self.skipping = true;
             }
-            self.fill(ctx, timeout).await?;
+            self.fill(timeout).await?;
         }
     }
 }
@@ -204,28 +214,23 @@ where
         errors: 0,
         accepted: 0,
     };
+    // The TLS part is boxed: a TLS connection's state is large, and a plain session should not carry
+    // room for it while it waits for commands.
     let stop = match mode {
-        Mode::Submissions => match session.handshake(stream).await {
-            Ok(tls) => {
-                session.tls = true;
-                session.run(Conn::new(tls), true, false).await.into_stop()
+        Mode::Submissions => Box::pin(session.over_tls(stream, true)).await,
+        Mode::Mx | Mode::Submission => match session
+            .run(Conn::new(stream, &session.ctx), true, true)
+            .await
+        {
+            End::StartTls(stream) => {
+                // RFC 3207 §4.2: everything learned before TLS is forgotten, and nothing the client
+                // sent before the handshake is carried over (the new `Conn` starts with empty buffers).
+                session.helo = None;
+                session.esmtp = false;
+                session.account = None;
+                session.tx = None;
+                Box::pin(session.over_tls(stream, false)).await
             }
-            Err(stop) => stop,
-        },
-        Mode::Mx | Mode::Submission => match session.run(Conn::new(stream), true, true).await {
-            End::StartTls(stream) => match session.handshake(stream).await {
-                Ok(tls) => {
-                    // RFC 3207 §4.2: everything learned before TLS is forgotten, and nothing the client
-                    // sent before the handshake is carried over (`Conn::new` starts with empty buffers).
-                    session.tls = true;
-                    session.helo = None;
-                    session.esmtp = false;
-                    session.account = None;
-                    session.tx = None;
-                    session.run(Conn::new(tls), false, false).await.into_stop()
-                }
-                Err(stop) => stop,
-            },
             End::Stopped(stop) => stop,
         },
     };
@@ -284,6 +289,21 @@ impl Session {
         }
     }
 
+    /// The TLS handshake, then the command loop over TLS (`greet`: implicit TLS, which starts with 220).
+    async fn over_tls<S>(&mut self, stream: S, greet: bool) -> Stop
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self.handshake(stream).await {
+            Ok(tls) => {
+                self.tls = true;
+                let conn = Conn::new(tls, &self.ctx);
+                self.run(conn, greet, false).await.into_stop()
+            }
+            Err(stop) => stop,
+        }
+    }
+
     /// How long the client may take for its next command: short until it has done something useful.
     fn idle_timeout(&self) -> Duration {
         if self.account.is_some() || self.accepted > 0 || self.tx.is_some() {
@@ -302,8 +322,12 @@ impl Session {
             conn.reply(&format!("220 {} ESMTP msgr", self.ctx.hostname));
         }
         loop {
-            let flow = match conn.line(&self.ctx, self.idle_timeout()).await {
-                Ok(Input::Line(line)) => self.command(&mut conn, &line, can_starttls).await,
+            let flow = match conn.line(self.idle_timeout()).await {
+                // Boxed: a command's future (a delivery, an AUTH exchange) is large and lives only while
+                // the command runs, so an idle session does not carry its space.
+                Ok(Input::Line(line)) => {
+                    Box::pin(self.command(&mut conn, &line, can_starttls)).await
+                }
                 Ok(Input::TooLong) => {
                     self.error(&mut conn, "500 5.5.2 Error: line too long");
                     Flow::Continue
@@ -599,10 +623,7 @@ impl Session {
             if done {
                 break;
             }
-            if let Err(stop) = conn
-                .fill(&self.ctx, self.ctx.config.command_timeout())
-                .await
-            {
+            if let Err(stop) = conn.fill(self.ctx.config.command_timeout()).await {
                 return Flow::Close(stop);
             }
         }
@@ -620,10 +641,7 @@ impl Session {
         let mut left = size;
         while left > 0 {
             if conn.input.is_empty() {
-                if let Err(stop) = conn
-                    .fill(&self.ctx, self.ctx.config.command_timeout())
-                    .await
-                {
+                if let Err(stop) = conn.fill(self.ctx.config.command_timeout()).await {
                     return Flow::Close(stop);
                 }
             }
@@ -862,10 +880,7 @@ impl Session {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        match conn
-            .line(&self.ctx, self.ctx.config.command_timeout())
-            .await
-        {
+        match conn.line(self.ctx.config.command_timeout()).await {
             Ok(Input::Line(line)) if line == b"*" => {
                 self.error(conn, "501 5.7.0 Authentication cancelled");
                 Err(Flow::Continue)
@@ -940,7 +955,53 @@ pub(crate) fn rfc5322_date(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use crate::testing;
+    use crate::MailConfig;
+
+    /// A 10 MB line is thrown away as it arrives: the input buffer stays within twice the line limit
+    /// and a read (`BytesMut` grows by doubling), and the next line is read normally.
+    #[tokio::test]
+    async fn ten_megabyte_line_is_never_buffered() {
+        let t = testing::context(MailConfig::default());
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let writer = tokio::spawn(async move {
+            let mut client = client;
+            let chunk = vec![b'A'; 64 * 1024];
+            for _ in 0..160 {
+                client.write_all(&chunk).await?;
+            }
+            client.write_all(b"\r\nNOOP\r\n").await?;
+            Ok::<_, io::Error>(client)
+        });
+        let mut conn = Conn::new(server, &t.ctx);
+        let timeout = Duration::from_secs(5);
+        assert!(matches!(conn.line(timeout).await, Ok(Input::TooLong)));
+        assert!(
+            conn.input.capacity() <= 2 * (t.ctx.config.max_line + 2 + READ_CHUNK),
+            "input buffer grew to {}",
+            conn.input.capacity()
+        );
+        match conn.line(timeout).await {
+            Ok(Input::Line(l)) => assert_eq!(l, b"NOOP"),
+            _ => panic!("expected the NOOP line"),
+        }
+        writer.await.unwrap().unwrap();
+    }
+
+    /// What an idle session costs: the connection task's future before its first command (commands run
+    /// boxed, so their state is not part of it).
+    #[tokio::test]
+    async fn idle_session_future_is_small() {
+        let t = testing::context(MailConfig::default());
+        let (_client, server) = tokio::io::duplex(1024);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let plain = super::serve(server, t.ctx.clone(), peer, Mode::Mx);
+        let size = std::mem::size_of_val(&plain);
+        assert!(size <= 2048, "an SMTP session future takes {size} bytes");
+    }
 
     #[test]
     fn dates() {
