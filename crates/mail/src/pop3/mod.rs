@@ -107,22 +107,15 @@ pub async fn serve_tcp(
 ) {
     let span = tracing::info_span!("pop3", %peer, account = tracing::field::Empty);
     async move {
-        let mut session = Session::new(ctx.clone(), implicit_tls, !implicit_tls);
+        let mut session = Session::new(ctx, implicit_tls, !implicit_tls);
+        // The TLS half is boxed: an idle plaintext session should not carry the size of a TLS stream
+        // and its futures in its own (about 4 KiB).
         let end = if implicit_tls {
-            match handshake(&ctx, stream, &shutdown).await {
-                Ok(mut tls) => session.run_and_close(&mut tls, &shutdown).await,
-                Err(reason) => End::Closed(reason),
-            }
+            Box::pin(session.serve_tls(stream, &shutdown)).await
         } else {
             let mut tcp = stream;
             match session.run(&mut tcp, &shutdown).await {
-                End::StartTls => match handshake(&ctx, tcp, &shutdown).await {
-                    Ok(mut tls) => {
-                        session.tls = true;
-                        session.run_and_close(&mut tls, &shutdown).await
-                    }
-                    Err(reason) => End::Closed(reason),
-                },
+                End::StartTls => Box::pin(session.serve_tls(tcp, &shutdown)).await,
                 end => {
                     close(&mut tcp).await;
                     end
@@ -342,6 +335,17 @@ impl Session {
         }
     }
 
+    /// The TLS handshake on `tcp` (implicit TLS, or after `STLS`), then the session over TLS.
+    async fn serve_tls(&mut self, tcp: TcpStream, shutdown: &CancellationToken) -> End {
+        match handshake(&self.ctx, tcp, shutdown).await {
+            Ok(mut tls) => {
+                self.tls = true;
+                self.run_and_close(&mut tls, shutdown).await
+            }
+            Err(reason) => End::Closed(reason),
+        }
+    }
+
     /// Runs the session over a stream that cannot be upgraded, then closes it.
     async fn run_and_close<S>(&mut self, stream: &mut S, shutdown: &CancellationToken) -> End
     where
@@ -435,8 +439,11 @@ impl Session {
             let flow = match line {
                 Err(text) => self.refuse(text),
                 Ok(Err(e)) => self.refuse(&e.to_string()),
-                Ok(Ok(Parsed::SaslResponse(resp))) => self.sasl_response(&resp).await,
-                Ok(Ok(Parsed::Command(cmd))) => self.command(cmd, stream).await,
+                // Boxed, so that the futures of command handling (a password check, a store read, a
+                // message being written) take memory only while a command runs, not in every idle
+                // session.
+                Ok(Ok(Parsed::SaslResponse(resp))) => Box::pin(self.sasl_response(&resp)).await,
+                Ok(Ok(Parsed::Command(cmd))) => Box::pin(self.command(cmd, stream)).await,
             };
             if let Flow::End(end) = flow {
                 return Flow::End(end);
@@ -975,5 +982,23 @@ fn io_reason(e: &io::Error) -> &'static str {
         io::ErrorKind::TimedOut => "write timed out",
         io::ErrorKind::UnexpectedEof => "connection closed by client",
         _ => "connection error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of what a function's future takes, without running it.
+    fn future_size<A, B, C, D, E, R>(_: fn(A, B, C, D, E) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every connection's task holds this future for its whole life, idle or not: it must stay
+    /// small (the TLS half and command handling are boxed). About 0.8 KiB in a debug build.
+    #[test]
+    fn idle_session_future_stays_small() {
+        let plain = future_size(super::serve_tcp);
+        assert!(plain <= 2048, "serve_tcp's future is {plain} bytes");
+        let generic = future_size(super::serve::<tokio::net::TcpStream>);
+        assert!(generic <= 2048, "serve's future is {generic} bytes");
     }
 }
