@@ -700,6 +700,33 @@ async fn tls_garbage_is_closed_cleanly() -> Result<()> {
     Ok(())
 }
 
+/// Commands pipelined behind `STARTTLS` in the clear are dropped, never run inside the TLS session
+/// (the CVE-2011-0411 injection): the smuggled `AUTH` does not sign the client in.
+#[tokio::test]
+async fn starttls_drops_pipelined_plaintext() -> Result<()> {
+    use base64::Engine as _;
+    let server = start(mail(|c| c.allow_plaintext_auth = false)).await?;
+    let mut c = Smtp::greeted(submission(&server)).await?;
+    c.cmd("EHLO client.test", 250).await?;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{ALICE}\0{PASSWORD}"));
+    c.send_raw(format!("STARTTLS\r\nAUTH PLAIN {token}\r\n").as_bytes())
+        .await?;
+    c.expect(220).await?;
+    let tcp = c.io.into_inner();
+    // Either the plaintext was dropped with the old buffer and the handshake works, or it reached
+    // the TLS layer and the handshake fails: both keep the injected command from running.
+    let Ok(tls) = tls_handshake(&server, tcp).await else {
+        return Ok(());
+    };
+    let mut c = Smtp {
+        io: BufReader::new(tls),
+    };
+    let ext = c.ehlo("client.test").await?;
+    ensure!(ext.contains(&"AUTH PLAIN LOGIN".to_owned()), "{ext:?}");
+    c.cmd(&format!("MAIL FROM:<{ALICE}>"), 530).await?;
+    Ok(())
+}
+
 /// Limits with their codes: recipients per message (452 4.5.3), `SIZE=` at `MAIL` and the size of the
 /// data itself (552 5.3.4, also with `BDAT`), the mailbox quota (552 5.2.2, nothing stored).
 #[tokio::test]

@@ -991,6 +991,47 @@ mod tests {
         writer.await.unwrap().unwrap();
     }
 
+    /// A client that says nothing hears `421 4.4.2` after the greeting timeout; one that has started a
+    /// transaction gets the longer command timeout. (Paused time: the clock moves only when every task
+    /// waits.)
+    #[tokio::test(start_paused = true)]
+    async fn idle_clients_hear_421_after_their_timeout() {
+        use tokio::io::AsyncBufReadExt;
+        let t = testing::context(MailConfig {
+            greeting_timeout_secs: 60,
+            command_timeout_secs: 300,
+            ..MailConfig::default()
+        });
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        for started in [false, true] {
+            let (client, server) = tokio::io::duplex(4096);
+            let session = tokio::spawn(super::serve(server, t.ctx.clone(), peer, Mode::Mx));
+            let mut client = tokio::io::BufReader::new(client);
+            let mut line = String::new();
+            client.read_line(&mut line).await.unwrap();
+            assert_eq!(line, "220 localhost ESMTP msgr\r\n");
+            if started {
+                client
+                    .get_mut()
+                    .write_all(b"HELO a\r\nMAIL FROM:<>\r\n")
+                    .await
+                    .unwrap();
+                for expected in ["250 localhost\r\n", "250 2.1.0 Ok\r\n"] {
+                    line.clear();
+                    client.read_line(&mut line).await.unwrap();
+                    assert_eq!(line, expected);
+                }
+            }
+            let before = tokio::time::Instant::now();
+            line.clear();
+            client.read_line(&mut line).await.unwrap();
+            assert_eq!(line, "421 4.4.2 localhost Error: timeout exceeded\r\n");
+            let waited = before.elapsed().as_secs();
+            assert_eq!(waited, if started { 300 } else { 60 });
+            session.await.unwrap();
+        }
+    }
+
     /// What an idle session costs: the connection task's future before its first command (commands run
     /// boxed, so their state is not part of it).
     #[tokio::test]
