@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | MSNP2–MSNP7 | `SYN t ver` | `GTC t ver A`, `BLP t ver AL`, `PRP t ver P v`, `LSG t ver i n id name 0`, `LST t L ver i n email nick [groups]` |
 //! | MSNP8–MSNP9 | `SYN t ver` | `SYN t ver nc ng`, then `GTC A`, `BLP AL`, `PRP P v`, `LSG id name 0`, `LST email nick bits [groups]` |
-//! | MSNP10–MSNP12 | `SYN t ver ver` | `SYN t ver ver nc ng`, then `GTC`, `BLP`, `PRP`, `LSG name guid`, `LST N=email F=nick C=guid bits [groups]` |
+//! | MSNP10–MSNP12 | `SYN t ver ver` | `SYN t ver ver nc ng`, then `GTC`, `BLP`, `PRP`, `LSG name guid`, `LST N=email F=nick C=guid bits [groups]` (MSNP12: `bits 1 [groups]`, the network) |
 
 use crate::error::ClientError;
 use msgr_proto::frame::Frame;
@@ -422,7 +422,9 @@ impl ListCache {
                     c.name = name.unwrap_or_else(|| email.to_owned());
                     c.guid = guid;
                     c.lists = rest.first().and_then(|b| b.parse().ok()).unwrap_or(0);
-                    c.groups = split_groups(rest.get(1));
+                    // MSNP12 puts the contact's network (1) between the bits and the groups.
+                    let groups_at = if dialect >= Dialect::Msnp12 { 2 } else { 1 };
+                    c.groups = split_groups(rest.get(groups_at));
                 }
                 count_contact(progress);
             }
@@ -673,7 +675,7 @@ mod tests {
         let mut c = ListCache::new("me@x.com");
         let mut p = c.on_syn("me@x.com", d, &f("SYN 1 3 3 1 1")).unwrap();
         c.on_list_line(d, &f("LSG Friends g1"), &mut p);
-        c.on_list_line(d, &f("LST N=a@x.com F=A%20A C=c1 3 g1"), &mut p);
+        c.on_list_line(d, &f("LST N=a@x.com F=A%20A C=c1 3 1 g1"), &mut p);
         assert_eq!(p, SyncProgress::Done);
         assert_eq!(c.contacts["a@x.com"].name, "A A");
         assert_eq!(c.in_group(Some("g1")).count(), 1);

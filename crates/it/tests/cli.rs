@@ -158,6 +158,84 @@ fn user_add_list_passwd_del() -> Result<()> {
     Ok(())
 }
 
+/// `msgr mail queue|retry` on a data directory: the empty queue, then two recipients queued
+/// straight into the store as submission would queue them.
+#[test]
+fn mail_queue_and_retry() -> Result<()> {
+    use msgr_store::{Delivery, MailStore, MessageSummary, Outbound};
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    ok(&msgr(d, &["mail", "queue"], None)?, "queue is empty\n")?;
+    ok(
+        &msgr(d, &["mail", "retry"], None)?,
+        "0 queued recipients due now\n",
+    )?;
+
+    ok(
+        &msgr(
+            d,
+            &["user", "add", "alice@a.test", "--password", "pw"],
+            None,
+        )?,
+        "created alice@a.test\n",
+    )?;
+    let store = Store::open_sqlite(&d.join("msgr.sqlite"))?;
+    let queued = store.deliver(
+        &[Delivery {
+            raw: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+            summary: MessageSummary::default(),
+            internal_date: 0,
+            targets: Vec::new(),
+            outbound: Some(Outbound {
+                sender: "alice@a.test".into(),
+                account: Some("alice@a.test".into()),
+                recipients: vec!["bob@other.test".into(), "carol@other.test".into()],
+            }),
+        }],
+        1 << 30,
+    )?;
+    let id = queued[0]
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .queued;
+    let id = id.context("no queue entry")?;
+
+    let out = msgr(d, &["mail", "queue"], None)?;
+    ensure!(out.status.success(), "{:?}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let lines: Vec<&str> = listing.lines().collect();
+    ensure!(lines.len() == 3, "{listing}");
+    ensure!(
+        lines[0].split_whitespace().collect::<Vec<_>>()
+            == [
+                "id",
+                "sender",
+                "recipient",
+                "attempts",
+                "next",
+                "attempt",
+                "last",
+                "error"
+            ],
+        "{listing}"
+    );
+    for (line, rcpt) in lines[1..]
+        .iter()
+        .zip(["bob@other.test", "carol@other.test"])
+    {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        ensure!(
+            cells[..4] == [id.to_string().as_str(), "alice@a.test", rcpt, "0"] && cells[6] == "-",
+            "{listing}"
+        );
+    }
+    ok(
+        &msgr(d, &["mail", "retry"], None)?,
+        "2 queued recipients due now\n",
+    )?;
+    Ok(())
+}
+
 #[test]
 fn user_errors_are_one_line_and_non_zero() -> Result<()> {
     let dir = tempfile::tempdir()?;

@@ -522,8 +522,13 @@ async fn tcp_meets_gateway(db: Dialect, https: bool) -> Result<()> {
         bob.expect_line("GTC A").await?;
         bob.expect_line("BLP AL").await?;
         bob.expect_line("PRP MFN Bob%20N").await?;
-        bob.expect_match("LST N=alice@x.com F=Alice%20N C={any} 9")
-            .await?;
+        // MSNP12 has the network (1) after the list bits.
+        let lst = if db >= Dialect::Msnp12 {
+            "LST N=alice@x.com F=Alice%20N C={any} 9 1"
+        } else {
+            "LST N=alice@x.com F=Alice%20N C={any} 9"
+        };
+        bob.expect_match(lst).await?;
     } else {
         bob.send("SYN 7 0").await?;
         bob.expect_line("SYN 7 2 1 1").await?;

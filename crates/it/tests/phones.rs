@@ -43,8 +43,12 @@ fn alice_in_bobs_syn(bob: Dialect) -> Vec<&'static str> {
         Dialect::Msnp8 | Dialect::Msnp9 => {
             vec!["LST alice@x.com Alice%20N 1 0", "BPR PHH 01%20234"]
         }
-        _ => vec![
+        Dialect::Msnp10 | Dialect::Msnp11 => vec![
             "LST N=alice@x.com F=Alice%20N C={any} 1",
+            "BPR PHH 01%20234",
+        ],
+        _ => vec![
+            "LST N=alice@x.com F=Alice%20N C={any} 1 1",
             "BPR PHH 01%20234",
         ],
     }

@@ -12,7 +12,7 @@ use mail_builder::headers::date::Date;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
-use msgr_store::{Delivery, Flags, FolderRef, LocalTarget, MessageSummary, Outbound, SpecialUse};
+use msgr_store::{Delivery, Flags, FolderRef, LocalTarget, Outbound, SpecialUse};
 
 /// The most of the original header a bounce quotes.
 const MAX_QUOTED_HEADER: usize = 32 * 1024;
@@ -133,14 +133,8 @@ pub fn delivery(
         return Ok(None);
     }
     let raw = compose(report)?;
-    let summary = MessageSummary {
-        from: format!("Mail Delivery System <MAILER-DAEMON@{}>", report.hostname),
-        to: report.sender.to_owned(),
-        subject: "Undelivered Mail Returned to Sender".to_owned(),
-        date: Some(report.now),
-        message_id: message_id(report),
-        has_attachments: false,
-    };
+    // The same summary any delivered message gets, so that lists show a bounce like other mail.
+    let summary = crate::mime::summarize(&raw);
     let (targets, outbound) = match local_account {
         Some(account) => (
             vec![LocalTarget {
@@ -315,6 +309,13 @@ mod tests {
         );
         assert_eq!(local.outbound, None);
         assert_eq!(local.summary.subject, "Undelivered Mail Returned to Sender");
+        assert_eq!(local.summary.message_id, "dsn.7.1700000100@a.test");
+        assert_eq!(local.summary.date, Some(1_700_000_100));
+        assert!(
+            local.summary.from.contains("MAILER-DAEMON@a.test"),
+            "{:?}",
+            local.summary
+        );
 
         let remote = delivery(&r, None).expect("compose").expect("a notice");
         assert!(remote.targets.is_empty());

@@ -7,7 +7,8 @@
 //! | MSNP5–MSNP6 | as above | as above | as above, with `PRP t ver PROP [value]` for all five properties after `BLP` |
 //! | MSNP7 | as above | as above | as MSNP5, with `LSG t ver i n id name 0` per group before the lists and the groups (`0` if none) after each FL entry |
 //! | MSNP8–MSNP9 | `SYN t v` | `SYN t ver` | `SYN t ver ncontacts ngroups`, then without TrIDs: `GTC A`, `BLP AL`, `PRP PROP value` per property set, `LSG id name 0`, `LST email nick bits [groups]` once per contact |
-//! | MSNP10–MSNP12 | `SYN t v sv` | `SYN t ver ver` | `SYN t ver ver ncontacts ngroups`, `GTC`, `BLP`, `PRP MFN name`, phones set, `LSG name guid`, `LST N=email F=nick C=guid bits [groupguids]` (forward-list contacts) or `LST N=email bits` (others) |
+//! | MSNP10–MSNP11 | `SYN t v sv` | `SYN t ver ver` | `SYN t ver ver ncontacts ngroups`, `GTC`, `BLP`, `PRP MFN name`, phones set, `LSG name guid`, `LST N=email F=nick C=guid bits [groupguids]` (forward-list contacts) or `LST N=email bits` (others) |
+//! | MSNP12 | as above | as above | as MSNP10, with the contact's network after the bits: `LST N=email F=nick C=guid bits 1 [groupguids]`, `LST N=email bits 1` (1: a Passport account, the only network msgr has) |
 //!
 //! `bits` is the list mask FL=1 AL=2 BL=4 RL=8; groups (MSNP7–9 ids, MSNP10+ GUIDs) are
 //! comma-separated and only given for forward-list contacts. msgr keeps one version for the
@@ -19,6 +20,11 @@
 //!
 //! MSNP2–MSNP7 clients may also ask for one list (`LST t L`, answered as in `SYN`) or, in
 //! MSNP7, the groups (`LSG t`); later dialects only ever receive those lines.
+//!
+//! A cached version of 0 means the client has no copy at all, so it always gets the whole
+//! list, even when the account's list version is still 0 (a new account): "up to date" would
+//! leave it with no `GTC`/`BLP` and no counts, and clients such as msn-pecan read the counts
+//! of the long `SYN` form unconditionally at their first sign-on.
 
 use bytes::BytesMut;
 use msgr_core::lists::{Contact, ContactList, List, Phones, Property};
@@ -77,7 +83,7 @@ impl NsSession {
         // servers) simply means the client's copy is not ours: it gets the whole list.
         let cached = cached.parse::<u64>().unwrap_or(u64::MAX);
         let (dialect, email) = (*dialect, user.email.clone());
-        let up_to_date = cached == user.state.list().version;
+        let up_to_date = is_up_to_date(cached, user.state.list().version);
         let phones = if up_to_date || bpr_free(dialect) {
             HashMap::new()
         } else {
@@ -134,6 +140,19 @@ impl NsSession {
     }
 }
 
+/// Whether a client that has cached list version `cached` needs nothing but the short `SYN`:
+/// only when it has a copy (0 is "none", whatever the server's version) and that copy is the
+/// current one.
+fn is_up_to_date(cached: u64, version: u64) -> bool {
+    cached != 0 && cached == version
+}
+
+/// The MSNP12 network field of `LST`: 1 for a Passport (Messenger) account, the only kind of
+/// contact msgr has. MSNP10–11 have no such field.
+fn network_field(dialect: Dialect) -> Option<&'static str> {
+    (dialect >= Dialect::Msnp12).then_some("1")
+}
+
 /// Whether the dialect has no `BPR` (MSNP2–MSNP4), so `SYN` needs no phones.
 fn bpr_free(dialect: Dialect) -> bool {
     !has_properties(dialect)
@@ -153,7 +172,7 @@ pub(super) fn write_syn(
 ) {
     let ver = list.version.to_string();
     let gen = generation(dialect);
-    let up_to_date = cached == list.version;
+    let up_to_date = is_up_to_date(cached, list.version);
     match gen {
         Generation::Iterated | Generation::Counted if up_to_date => {
             write_line(out, "SYN", Some(trid), &[&ver]);
@@ -243,13 +262,16 @@ pub(super) fn write_syn(
                     let guid = format!("C={}", c.guid);
                     let groups = group_guids(list, c);
                     let mut args = vec![n.as_str(), &f, &guid, &bits];
+                    args.extend(network_field(dialect));
                     if !groups.is_empty() {
                         args.push(&groups);
                     }
                     write_line(out, "LST", None, &args);
                     bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&c.email), out);
                 } else {
-                    write_line(out, "LST", None, &[&n, &bits]);
+                    let mut args = vec![n.as_str(), &bits];
+                    args.extend(network_field(dialect));
+                    write_line(out, "LST", None, &args);
                 }
             }
         }
@@ -483,7 +505,7 @@ mod tests {
 
     #[test]
     fn msnp10_uses_guids() {
-        for d in [Dialect::Msnp10, Dialect::Msnp11, Dialect::Msnp12] {
+        for d in [Dialect::Msnp10, Dialect::Msnp11] {
             assert_eq!(
                 render(d, 0),
                 [
@@ -500,6 +522,54 @@ mod tests {
                 ]
             );
         }
+    }
+
+    /// MSNP12 puts the contact's network (1, Passport) after the list bits of every `LST`:
+    /// without it msn-pecan and aMSN read the group GUIDs as the network and show every
+    /// contact under "No group".
+    #[test]
+    fn msnp12_lst_has_the_network_field() {
+        assert_eq!(
+            render(Dialect::Msnp12, 0),
+            [
+                "SYN 8 7 7 2 1",
+                "GTC A",
+                "BLP BL",
+                "PRP MFN Alice%20A",
+                "PRP PHH 01%20234",
+                &format!("LSG Work%20Mates {G1}"),
+                &format!("LST N=bob@x.com F=Bob%20B C={C1} 11 1 {G1}"),
+                "BPR PHH 01%20234",
+                "BPR MOB Y",
+                "LST N=carol@x.com 4 1",
+            ]
+        );
+    }
+
+    /// A client with no cached copy (version 0) gets the whole list in the long form even
+    /// when the account's list version is 0 too, in every dialect.
+    #[test]
+    fn cached_version_zero_is_never_up_to_date() {
+        let l = ContactList::new("a@x.com", Guid::parse(G0).unwrap());
+        let full = |d: Dialect| {
+            let mut out = BytesMut::new();
+            write_syn(d, TrId(5), &l, "A", 0, &HashMap::new(), &mut out);
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        assert_eq!(
+            full(Dialect::Msnp3),
+            "SYN 5 0\r\nGTC 5 0 A\r\nBLP 5 0 AL\r\nLST 5 FL 0 0 0\r\nLST 5 AL 0 0 0\r\nLST 5 BL 0 0 0\r\nLST 5 RL 0 0 0\r\n"
+        );
+        assert_eq!(
+            full(Dialect::Msnp8),
+            "SYN 5 0 0 1\r\nGTC A\r\nBLP AL\r\nLSG 0 Other%20Contacts 0\r\n"
+        );
+        for d in [Dialect::Msnp10, Dialect::Msnp11, Dialect::Msnp12] {
+            assert_eq!(full(d), "SYN 5 0 0 0 0\r\nGTC A\r\nBLP AL\r\nPRP MFN A\r\n");
+        }
+        assert!(!is_up_to_date(0, 0));
+        assert!(is_up_to_date(3, 3));
+        assert!(!is_up_to_date(2, 3));
     }
 
     #[test]
