@@ -986,19 +986,4 @@ fn io_reason(e: &io::Error) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    /// The size of what a function's future takes, without running it.
-    fn future_size<A, B, C, D, E, R>(_: fn(A, B, C, D, E) -> R) -> usize {
-        std::mem::size_of::<R>()
-    }
-
-    /// Every connection's task holds this future for its whole life, idle or not: it must stay
-    /// small (the TLS half and command handling are boxed). About 0.8 KiB in a debug build.
-    #[test]
-    fn idle_session_future_stays_small() {
-        let plain = future_size(super::serve_tcp);
-        assert!(plain <= 2048, "serve_tcp's future is {plain} bytes");
-        let generic = future_size(super::serve::<tokio::net::TcpStream>);
-        assert!(generic <= 2048, "serve's future is {generic} bytes");
-    }
-}
+mod tests;
