@@ -125,6 +125,10 @@ impl ContactList {
         if existing.is_some_and(|c| c.lists.contains(req.list)) {
             return match req.group {
                 Some(group) if req.list == List::Forward => self.add_to_group(&email, group),
+                // Clients (libpurple among them) re-send their allow and block lists at
+                // sign-on; what is already so succeeds with no change, as it must for a
+                // client that treats any error there as fatal.
+                None if matches!(req.list, List::Allow | List::Block) => Ok(Vec::new()),
                 _ => Err(reply(ErrorCode::AlreadyInList)),
             };
         }
@@ -318,18 +322,20 @@ impl ContactList {
         Ok(changes)
     }
 
-    /// Sets `GTC`; 218 if it already has that value.
+    /// Sets `GTC`; no change (an empty list, answered like a change) if it already has that
+    /// value. Clients send their mode at every sign-on, and libpurple/msn-pecan treat the
+    /// documented 218 as fatal, so it would make them reconnect in a loop.
     pub fn set_gtc(&self, gtc: Gtc) -> Result<Vec<Change>, ListError> {
         if self.settings.gtc == gtc {
-            return Err(reply(ErrorCode::AlreadyInMode));
+            return Ok(Vec::new());
         }
         Ok(vec![self.change(ChangeKind::SetGtc(gtc))])
     }
 
-    /// Sets `BLP`; 218 if it already has that value.
+    /// Sets `BLP`; no change if it already has that value (see [`ContactList::set_gtc`]).
     pub fn set_blp(&self, blp: Blp) -> Result<Vec<Change>, ListError> {
         if self.settings.blp == blp {
-            return Err(reply(ErrorCode::AlreadyInMode));
+            return Ok(Vec::new());
         }
         Ok(vec![self.change(ChangeKind::SetBlp(blp))])
     }

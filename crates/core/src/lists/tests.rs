@@ -398,20 +398,6 @@ fn add_errors() {
             "already in that group",
         ),
         (
-            req(AL, DAVE, None, None),
-            Some(&zed),
-            &d,
-            err(ErrorCode::AlreadyInList),
-            "already on AL",
-        ),
-        (
-            req(BL, FRANK, None, None),
-            Some(&zed),
-            &d,
-            err(ErrorCode::AlreadyInList),
-            "already on BL",
-        ),
-        (
             req(AL, FRANK, None, None),
             Some(&zed),
             &d,
@@ -464,6 +450,23 @@ fn add_errors() {
     for (r, peer, limits, want, why) in cases {
         assert_eq!(a.add(r, *peer, "Alice", limits), Err(*want), "{why}");
     }
+}
+
+/// Re-adding to AL or BL who is already there (clients re-send these lists at sign-on) is
+/// no change and no error; the forward list keeps its 215.
+#[test]
+fn add_to_allow_or_block_again_is_no_change() {
+    let a = alice();
+    let d = Limits::default();
+    let zed = empty(ZED);
+    assert_eq!(
+        a.add(&req(AL, DAVE, None, None), Some(&zed), "Alice", &d),
+        Ok(vec![])
+    );
+    assert_eq!(
+        a.add(&req(BL, FRANK, None, None), Some(&zed), "Alice", &d),
+        Ok(vec![])
+    );
 }
 
 #[test]
@@ -778,8 +781,9 @@ fn remove_group_and_its_exclusive_members() {
 #[test]
 fn mode_settings() {
     let a = alice();
-    assert_eq!(a.set_gtc(Gtc::Ask), Err(err(ErrorCode::AlreadyInMode)));
-    assert_eq!(a.set_blp(Blp::Allow), Err(err(ErrorCode::AlreadyInMode)));
+    // The mode already in force is no change, and no error.
+    assert_eq!(a.set_gtc(Gtc::Ask), Ok(vec![]));
+    assert_eq!(a.set_blp(Blp::Allow), Ok(vec![]));
     assert_eq!(
         a.set_gtc(Gtc::DontAsk),
         Ok(vec![ch(ALICE, ChangeKind::SetGtc(Gtc::DontAsk))])
@@ -791,8 +795,8 @@ fn mode_settings() {
     let mut b = alice();
     b.settings.gtc = Gtc::DontAsk;
     b.settings.blp = Blp::Block;
-    assert_eq!(b.set_gtc(Gtc::DontAsk), Err(err(ErrorCode::AlreadyInMode)));
-    assert_eq!(b.set_blp(Blp::Block), Err(err(ErrorCode::AlreadyInMode)));
+    assert_eq!(b.set_gtc(Gtc::DontAsk), Ok(vec![]));
+    assert_eq!(b.set_blp(Blp::Block), Ok(vec![]));
 }
 
 #[test]

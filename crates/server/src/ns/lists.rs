@@ -1,6 +1,6 @@
 //! List and settings changes: `ADD`/`ADC`, `REM`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`, `PRP`,
-//! `REA`, `UUX`, and the notices their peers receive (a phone set with `PRP` reaches watchers as
-//! `BPR`, see `bpr.rs`).
+//! `SBP`, `REA`, `UUX`, and the notices their peers receive (a phone set with `PRP` reaches
+//! watchers as `BPR`, see `bpr.rs`).
 //!
 //! Every change follows one path: parse the dialect's form, let the core operation decide
 //! (loading the peer's list from the store when the operation needs it), persist with
@@ -16,8 +16,13 @@
 //! | groups (MSNP7+) | `ADG t name 0` → `ADG t ver name id 0`; `RMG t id` → `RMG t ver id`; `REG t id name 0` → `REG t ver id name 0` | `ADG t name` → `ADG t name gguid`; `RMG t gguid` → echoed; `REG t gguid name` → echoed |
 //! | privacy | `GTC t A` → `GTC t ver A`; `BLP t AL` → `BLP t ver AL` | without the version |
 //! | properties (MSNP5+) | `PRP t PROP [value]` → `PRP t ver PROP [value]` | `PRP t PROP [value]` → echoed; `PRP t MFN name` sets the display name |
-//! | names | `REA t email name` → `REA t ver email name` (own e-mail: display name) | — (`PRP MFN`) |
+//! | names | `REA t email name` → `REA t ver email name` (own e-mail: display name) | `PRP t MFN name` (own); `SBP t guid MFN name` → echoed (a contact's) |
 //! | personal message | — | MSNP11+: `UUX t len` + payload → `UUX t 0`; watchers get `UBX` |
+//!
+//! What is already so (`GTC`/`BLP` with the mode in force, `ADD`/`ADC` to AL or BL of someone
+//! already there) is answered as a change at the current list version, never 215/218:
+//! clients send these at every sign-on and some treat the error as fatal. The forward list
+//! keeps 215.
 //!
 //! A command outside its dialects is 200. An account that does not exist is 205 before MSNP10
 //! and 208 from MSNP10 on. `REA` and `PRP` share `CHG`'s rate limit (800). `RMG` in MSNP7–9
@@ -121,6 +126,7 @@ impl NsSession {
             "GTC" | "BLP" => self.privacy_mode(dialect, command, frame, trid, out).await,
             "PRP" => self.prp(dialect, frame, trid, out).await,
             "REA" => self.rea(dialect, frame, trid, out).await,
+            "SBP" => self.sbp(frame, trid, out).await,
             "UUX" => self.uux(frame, trid, out).await,
             _ => Err(Refusal::Reply(ErrorCode::SyntaxError)),
         };
@@ -148,6 +154,12 @@ impl NsSession {
     /// owners' sessions, and fixes up watchers whose view changed. Returns this user's new list
     /// version.
     async fn commit(&mut self, changes: Vec<Change>) -> Result<u64, Refusal> {
+        if changes.is_empty() {
+            // What the client asked for is already so (its privacy mode, an allow-list entry
+            // re-sent at sign-on): answered like a change, at the current version, with
+            // nothing to store or announce.
+            return Ok(self.user()?.state.list().version);
+        }
         let shared = self.shared.clone();
         let versions = shared.apply_changes(changes.clone()).await.map_err(|e| {
             tracing::error!(error = %e, "storing a list change failed");
@@ -709,6 +721,37 @@ impl NsSession {
         };
         let email = who.to_ascii_lowercase();
         write_line(out, "REA", Some(trid), &[&version.to_string(), &email, raw]);
+        Ok(())
+    }
+
+    /// `SBP t guid MFN name` (MSNP10–12): the name this user keeps for a forward-list contact,
+    /// the GUID form of `REA` of a contact; echoed as sent. msn-pecan sends it whenever a
+    /// contact's current display name differs from the stored one, and treats an error as
+    /// fatal. `MFN` is the only property a contact has here (201 for others); an unknown GUID
+    /// is 208, an unacceptable name 209.
+    async fn sbp(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Outcome {
+        let p = frame.params();
+        let (Some(raw_guid), Some(prop), Some(raw)) =
+            (p.first().copied(), p.get(1).copied(), p.get(2).copied())
+        else {
+            return Err(bad());
+        };
+        if prop != "MFN" {
+            return Err(bad());
+        }
+        let guid = Guid::parse(raw_guid).map_err(|_| ErrorCode::InvalidPrincipal)?;
+        let name = decode(raw)?;
+        let changes = {
+            let l = self.user()?.state.list();
+            let email = l
+                .contact_by_guid(&guid)
+                .ok_or(ErrorCode::InvalidPrincipal)?
+                .email
+                .clone();
+            l.set_contact_nickname(&email, &name)?
+        };
+        self.commit(changes).await?;
+        write_line(out, "SBP", Some(trid), &[raw_guid, prop, raw]);
         Ok(())
     }
 
