@@ -307,11 +307,11 @@ impl Server {
                 msnp_addr.ip().to_string()
             }
         });
-        let dalogin = match (addrs.https, addrs.http) {
-            (Some(a), _) => format!("{host}:{}/login2.srf", a.port()),
-            (None, Some(a)) => format!("http://{host}:{}/login2.srf", a.port()),
-            (None, None) => format!("{host}/login2.srf"),
-        };
+        let dalogin = passport::dalogin(
+            &host,
+            addrs.https.map(|a| a.port()),
+            addrs.http.map(|a| a.port()),
+        );
         let dalogin_http = addrs
             .http
             .map(|a| format!("http://{host}:{}/login2.srf", a.port()));

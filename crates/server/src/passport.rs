@@ -119,6 +119,31 @@ pub fn parse_authorization(header: &str) -> Option<Passport14Credentials> {
     })
 }
 
+/// Where `DALogin` points: `host/login2.srf` over HTTPS on 443 (no port, as the official nexus
+/// wrote it: Twisted's client always connects to 443 and takes `host:443` for a host name),
+/// `host:port/login2.srf` on another HTTPS port, and an explicit `http://` URL when there is
+/// only plain HTTP. Clients add `https://` to a URL without a scheme.
+pub fn dalogin(host: &str, https_port: Option<u16>, http_port: Option<u16>) -> String {
+    match (https_port, http_port) {
+        (Some(443), _) => format!("{host}/login2.srf"),
+        (Some(p), _) => format!("{host}:{p}/login2.srf"),
+        (None, Some(80)) => format!("http://{host}/login2.srf"),
+        (None, Some(p)) => format!("http://{host}:{p}/login2.srf"),
+        (None, None) => format!("{host}/login2.srf"),
+    }
+}
+
+/// The root of this server's web pages, derived from `dalogin` (see [`dalogin`]): the page
+/// `URL` sends clients to.
+pub fn site_root(dalogin: &str) -> String {
+    let base = dalogin.strip_suffix("login2.srf").unwrap_or(dalogin);
+    if base.contains("://") {
+        base.to_owned()
+    } else {
+        format!("https://{base}")
+    }
+}
+
 /// The `PassportURLs` header value of the nexus, pointing `DALogin` at this server. Clients
 /// add `https://` themselves, as they did for the original service.
 pub fn passport_urls(dalogin: &str) -> String {
@@ -188,6 +213,23 @@ mod tests {
         let expired = TicketBook::new(Duration::ZERO);
         let t = expired.issue("a@b.c");
         assert_eq!(expired.redeem(&t, "a@b.c"), Err(TicketRefusal::Expired));
+    }
+
+    #[test]
+    fn dalogin_leaves_out_the_default_port() {
+        assert_eq!(
+            dalogin("msgr.example", Some(443), Some(80)),
+            "msgr.example/login2.srf"
+        );
+        assert_eq!(
+            dalogin("127.0.0.1", Some(8443), None),
+            "127.0.0.1:8443/login2.srf"
+        );
+        assert_eq!(dalogin("h", None, Some(8080)), "http://h:8080/login2.srf");
+        assert_eq!(dalogin("h", None, Some(80)), "http://h/login2.srf");
+        assert_eq!(site_root("h/login2.srf"), "https://h/");
+        assert_eq!(site_root("h:8443/login2.srf"), "https://h:8443/");
+        assert_eq!(site_root("http://h:8080/login2.srf"), "http://h:8080/");
     }
 
     #[test]
