@@ -185,27 +185,29 @@ impl NsSession {
             "PNG" => self.png(out),
             "QRY" => self.qry(&frame, trid, out),
             "OUT" => Flow::Close,
-            "SYN" | "LST" | "LSG" | "CHG" | "ADD" | "ADC" | "REM" | "ADG" | "RMG" | "REG"
-            | "GTC" | "BLP" | "PRP" | "REA" | "UUX" | "XFR" | "GCF"
-                if matches!(self.state, State::Online { .. }) =>
-            {
-                self.online_command(command, &frame, trid, out).await
-            }
-            _ if is_known_ns_command(command) => {
-                if matches!(self.state, State::Online { .. }) {
-                    // Known to the protocol but not served by this build yet.
-                    tracing::info!(peer = %self.peer, command, "command not implemented");
-                    error(out, ErrorCode::CommandDisabled, trid);
-                } else {
-                    error(out, ErrorCode::NotLoggedIn, trid);
+            _ => match OnlineCommand::lookup(command) {
+                Some(spec) => match &self.state {
+                    State::Online { dialect, .. } if spec.exists_in(*dialect) => {
+                        self.online_command(spec.command, command, &frame, trid, out)
+                            .await
+                    }
+                    // A command outside its dialects is unknown there: 200, as the
+                    // official servers answered.
+                    State::Online { .. } => {
+                        error(out, ErrorCode::SyntaxError, trid);
+                        Flow::Continue
+                    }
+                    _ => {
+                        error(out, ErrorCode::NotLoggedIn, trid);
+                        Flow::Continue
+                    }
+                },
+                None => {
+                    tracing::debug!(peer = %self.peer, command, "unknown command");
+                    error(out, ErrorCode::SyntaxError, trid);
+                    Flow::Continue
                 }
-                Flow::Continue
-            }
-            _ => {
-                tracing::debug!(peer = %self.peer, command, "unknown command");
-                error(out, ErrorCode::SyntaxError, trid);
-                Flow::Continue
-            }
+            },
         }
     }
 
@@ -316,42 +318,184 @@ impl NsSession {
         }
     }
 
-    /// Routes the commands that need a logged-in session and the user's lists.
+    /// Runs a command of a signed-in session; [`OnlineCommand::lookup`] has checked that the
+    /// session is online and the command exists in its dialect.
     async fn online_command(
         &mut self,
-        command: &str,
+        cmd: OnlineCommand,
+        name: &str,
         frame: &Frame,
         trid: TrId,
         out: &mut BytesMut,
     ) -> Flow {
-        if let State::Online { dialect, .. } = &self.state {
-            if !has_command(*dialect, command) {
-                error(out, ErrorCode::SyntaxError, trid);
-                return Flow::Continue;
+        // One arm per command of the table: a name added to the table without a handler does
+        // not compile, so no command can be "known" yet unanswered again.
+        match cmd {
+            OnlineCommand::Syn => self.syn(frame, trid, out).await,
+            OnlineCommand::Lst => self.lst(frame, trid, out),
+            OnlineCommand::Lsg => self.lsg(trid, out),
+            OnlineCommand::Chg => self.chg(frame, trid, out),
+            OnlineCommand::Xfr => self.xfr(frame, trid, out),
+            OnlineCommand::Gcf => self.gcf(frame, trid, out),
+            OnlineCommand::Url => self.url(frame, trid, out),
+            OnlineCommand::Ims => self.ims(frame, trid, out),
+            OnlineCommand::Add
+            | OnlineCommand::Adc
+            | OnlineCommand::Rem
+            | OnlineCommand::Adg
+            | OnlineCommand::Rmg
+            | OnlineCommand::Reg
+            | OnlineCommand::Gtc
+            | OnlineCommand::Blp
+            | OnlineCommand::Prp
+            | OnlineCommand::Sbp
+            | OnlineCommand::Rea
+            | OnlineCommand::Uux => self.list_command(name, frame, trid, out).await,
+            OnlineCommand::Declined(code) => {
+                tracing::info!(peer = %self.peer, command = name, "command declined");
+                error(out, code, trid);
+                Flow::Continue
             }
         }
-        match command {
-            "SYN" => self.syn(frame, trid, out).await,
-            "LST" => self.lst(frame, trid, out),
-            "LSG" => self.lsg(trid, out),
-            "CHG" => self.chg(frame, trid, out),
-            "XFR" => self.xfr(frame, trid, out),
-            "GCF" => self.gcf(frame, trid, out),
-            _ => self.list_command(command, frame, trid, out).await,
+    }
+
+    /// `URL t service [param]` asks for a web page (Hotmail inbox, compose, profile…). The
+    /// answer is `URL t rru url` with the page's address, and from MSNP8 on a site id after
+    /// it (`URL t rru url 2`). msgr sends every service to its own front page, where its web
+    /// side lives.
+    fn url(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {
+        let params = frame.params();
+        let Some(service) = params.first() else {
+            error(out, ErrorCode::InvalidParameter, trid);
+            return Flow::Continue;
+        };
+        let rru = if service.eq_ignore_ascii_case("INBOX") {
+            "/cgi-bin/HoTMaiL"
+        } else {
+            "/"
+        };
+        let base = crate::passport::site_root(&self.shared.dalogin);
+        match self.dialect() {
+            Some(d) if d >= Dialect::Msnp8 => {
+                write_line(out, "URL", Some(trid), &[rru, &base, "2"])
+            }
+            _ => write_line(out, "URL", Some(trid), &[rru, &base]),
         }
+        Flow::Continue
+    }
+
+    /// `IMS t ON|OFF` turns incoming switchboard invitations on or off; msgr acknowledges with
+    /// `IMS t 0 ON|OFF` and keeps ringing (the setting is a client convenience, not privacy:
+    /// `BLP` and the block list are).
+    fn ims(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {
+        match frame.params().first() {
+            Some(&mode) if mode == "ON" || mode == "OFF" => {
+                write_line(out, "IMS", Some(trid), &["0", mode])
+            }
+            _ => error(out, ErrorCode::InvalidParameter, trid),
+        }
+        Flow::Continue
     }
 }
 
-/// Which dialects have which command of a signed-in session; one missing from its dialect is
-/// 200, as an unknown command is.
-fn has_command(dialect: Dialect, command: &str) -> bool {
-    match command {
-        "ADD" | "REA" => dialect < Dialect::Msnp10,
-        "ADC" => dialect >= Dialect::Msnp10,
-        "ADG" | "RMG" | "REG" => dialect >= Dialect::Msnp7,
-        "PRP" => dialect >= Dialect::Msnp5,
-        "UUX" | "GCF" => dialect >= Dialect::Msnp11,
-        _ => true,
+/// The commands of a signed-in session, each with its handler: see [`OnlineCommand::TABLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnlineCommand {
+    Syn,
+    Lst,
+    Lsg,
+    Chg,
+    Add,
+    Adc,
+    Rem,
+    Adg,
+    Rmg,
+    Reg,
+    Gtc,
+    Blp,
+    Prp,
+    Sbp,
+    Rea,
+    Uux,
+    Xfr,
+    Gcf,
+    Url,
+    Ims,
+    /// A command of the protocol that msgr deliberately does not serve (it would e-mail or
+    /// page someone outside the service); answered with this code, never silently.
+    Declined(ErrorCode),
+}
+
+/// One row of the command table.
+#[derive(Debug, Clone, Copy)]
+struct CommandSpec {
+    name: &'static str,
+    command: OnlineCommand,
+    /// The first and last dialect that have the command.
+    from: Dialect,
+    to: Dialect,
+}
+
+impl CommandSpec {
+    fn exists_in(&self, dialect: Dialect) -> bool {
+        (self.from..=self.to).contains(&dialect)
+    }
+}
+
+const fn row(
+    name: &'static str,
+    command: OnlineCommand,
+    from: Dialect,
+    to: Dialect,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        command,
+        from,
+        to,
+    }
+}
+
+impl OnlineCommand {
+    /// Every command of a signed-in notification session: which dialects have it and what
+    /// runs it. A name not here is 200 (unknown); one here but outside its dialects is 200
+    /// too; one here before login is 302.
+    const TABLE: &'static [CommandSpec] = {
+        use Dialect::*;
+        use OnlineCommand::*;
+        &[
+            row("SYN", Syn, Msnp2, Msnp12),
+            row("LST", Lst, Msnp2, Msnp7),
+            row("LSG", Lsg, Msnp7, Msnp7),
+            row("CHG", Chg, Msnp2, Msnp12),
+            row("ADD", Add, Msnp2, Msnp9),
+            row("ADC", Adc, Msnp10, Msnp12),
+            row("REM", Rem, Msnp2, Msnp12),
+            row("ADG", Adg, Msnp7, Msnp12),
+            row("RMG", Rmg, Msnp7, Msnp12),
+            row("REG", Reg, Msnp7, Msnp12),
+            row("GTC", Gtc, Msnp2, Msnp12),
+            row("BLP", Blp, Msnp2, Msnp12),
+            row("PRP", Prp, Msnp5, Msnp12),
+            row("SBP", Sbp, Msnp10, Msnp12),
+            row("REA", Rea, Msnp2, Msnp9),
+            row("UUX", Uux, Msnp11, Msnp12),
+            row("XFR", Xfr, Msnp2, Msnp12),
+            row("GCF", Gcf, Msnp11, Msnp12),
+            row("URL", Url, Msnp2, Msnp12),
+            row("IMS", Ims, Msnp2, Msnp12),
+            // Invitations by e-mail (SND, SDC), the member directory (FND) and pages to
+            // phones (PAG) reach outside the service; 502 (command disabled) is what the
+            // official servers answered once these were switched off.
+            row("SND", Declined(ErrorCode::CommandDisabled), Msnp2, Msnp12),
+            row("SDC", Declined(ErrorCode::CommandDisabled), Msnp5, Msnp12),
+            row("FND", Declined(ErrorCode::CommandDisabled), Msnp2, Msnp9),
+            row("PAG", Declined(ErrorCode::CommandDisabled), Msnp5, Msnp12),
+        ]
+    };
+
+    fn lookup(name: &str) -> Option<CommandSpec> {
+        Self::TABLE.iter().find(|s| s.name == name).copied()
     }
 }
 
@@ -395,54 +539,42 @@ pub(crate) fn error(out: &mut BytesMut, code: ErrorCode, trid: TrId) {
     write_line(out, &code, Some(trid), &[]);
 }
 
-/// Commands of the notification server that exist in some dialect; any other name is a
-/// syntax error (200).
-fn is_known_ns_command(command: &str) -> bool {
-    matches!(
-        command,
-        "SYN"
-            | "LST"
-            | "LSG"
-            | "CHG"
-            | "ADD"
-            | "ADC"
-            | "REM"
-            | "ADG"
-            | "RMG"
-            | "REG"
-            | "GTC"
-            | "BLP"
-            | "PRP"
-            | "SBP"
-            | "REA"
-            | "XFR"
-            | "URL"
-            | "UUX"
-            | "SND"
-            | "FND"
-            | "BPR"
-            | "PAG"
-            | "GCF"
-            | "SDC"
-            | "IMS"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn has(dialect: Dialect, name: &str) -> bool {
+        OnlineCommand::lookup(name).is_some_and(|s| s.exists_in(dialect))
+    }
+
     #[test]
     fn command_table() {
-        assert!(has_command(Dialect::Msnp9, "ADD"));
-        assert!(!has_command(Dialect::Msnp10, "ADD"));
-        assert!(!has_command(Dialect::Msnp9, "ADC"));
-        assert!(!has_command(Dialect::Msnp6, "ADG"));
-        assert!(!has_command(Dialect::Msnp4, "PRP"));
-        assert!(!has_command(Dialect::Msnp10, "UUX"));
-        assert!(has_command(Dialect::Msnp11, "UUX"));
-        assert!(!has_command(Dialect::Msnp10, "REA"));
-        assert!(!has_command(Dialect::Msnp10, "GCF"));
-        assert!(has_command(Dialect::Msnp12, "GCF"));
+        assert!(has(Dialect::Msnp9, "ADD"));
+        assert!(!has(Dialect::Msnp10, "ADD"));
+        assert!(!has(Dialect::Msnp9, "ADC"));
+        assert!(!has(Dialect::Msnp6, "ADG"));
+        assert!(!has(Dialect::Msnp4, "PRP"));
+        assert!(!has(Dialect::Msnp10, "UUX"));
+        assert!(has(Dialect::Msnp11, "UUX"));
+        assert!(!has(Dialect::Msnp10, "REA"));
+        assert!(!has(Dialect::Msnp10, "GCF"));
+        assert!(has(Dialect::Msnp12, "GCF"));
+        assert!(!has(Dialect::Msnp9, "SBP"));
+        for d in [Dialect::Msnp10, Dialect::Msnp11, Dialect::Msnp12] {
+            assert!(has(d, "SBP"));
+        }
+        assert!(
+            OnlineCommand::lookup("BPR").is_none(),
+            "BPR is sent by the server only"
+        );
+    }
+
+    #[test]
+    fn table_names_are_unique() {
+        let mut names: Vec<&str> = OnlineCommand::TABLE.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n);
     }
 }
