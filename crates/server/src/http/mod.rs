@@ -4,6 +4,7 @@
 //! routes are served over plain HTTP and TLS.
 
 mod gateway;
+mod header_case;
 mod lenient;
 
 pub(crate) use gateway::Gateway;
@@ -14,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -105,12 +106,22 @@ where
             return;
         }
     };
-    let stream = lenient::Prefixed::new(prefix, stream);
+    // Header names go out as the official servers spelled them (see `header_case`).
+    let stream = header_case::HeaderCase::new(lenient::Prefixed::new(prefix, stream));
     let shutdown = listener.shutdown.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
         let listener = listener.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, &shared, &listener).await) }
+        async move {
+            let head = req.method() == Method::HEAD;
+            let mut r = route(req, peer, &shared, &listener).await;
+            // A HEAD answer's Content-Length must be the body actually sent (none), so that
+            // `header_case` finds where the next response starts.
+            if head {
+                *r.body_mut() = Full::new(Bytes::new());
+            }
+            Ok::<_, Infallible>(r)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
