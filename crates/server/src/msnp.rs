@@ -1,8 +1,10 @@
 //! The MSNP listener: accepts TCP connections and runs one connection task each.
 //!
 //! The connection task owns the socket. It reads into a bounded buffer, frames through the
-//! codec, lets the session turn frames and hub events into output, and writes everything a
-//! round produced in one syscall (output is coalesced per socket, never one write per line).
+//! codec, lets the session turn frames and hub events into output, and writes what a round
+//! produced by the policy of [`write_plan`]: at light load command by command, as the
+//! official servers wrote them (several old clients handle one command per TCP read), and
+//! under load in one syscall per round.
 //! Limits: a connection cap at accept, a line and payload cap in the codec, a cap on queued
 //! output (a peer that does not read is dropped), a write timeout, and login/idle deadlines.
 //!
@@ -16,7 +18,7 @@
 
 use crate::queue;
 use bytes::BytesMut;
-use msgr_proto::frame::{FrameDecoder, Peer};
+use msgr_proto::frame::{payload_command, FrameDecoder, Peer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,6 +182,8 @@ where
     tracing::debug!(%peer, "connected");
 
     loop {
+        // Client commands and hub events this round answers: the load signal of `write_plan`.
+        let mut triggers = 0usize;
         let deadline = session.deadline();
         // Re-read each round: the session may have turned into a switchboard one.
         let kill = session.kill_token();
@@ -193,10 +197,14 @@ where
             // watchers wait or its queue grow.
             _ = kill.cancelled() => break,
             Some(event) = events.recv() => {
+                triggers += 1;
                 let mut flow = session.event(event, &mut out);
                 while flow == Flow::Continue {
                     match events.try_recv() {
-                        Ok(event) => flow = session.event(event, &mut out),
+                        Ok(event) => {
+                            triggers += 1;
+                            flow = session.event(event, &mut out);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -205,7 +213,13 @@ where
             read = rd.read_buf(&mut inbuf) => match read {
                 Ok(0) => break,
                 Ok(_) => {
-                    let ctx = Ctx { shared: &shared, peer, events: &events_tx, first: &mut first };
+                    let ctx = Ctx {
+                        shared: &shared,
+                        peer,
+                        events: &events_tx,
+                        first: &mut first,
+                        frames: &mut triggers,
+                    };
                     // Boxed: command handling is the largest future of the loop, and held
                     // inline it would make every idle connection's task that much bigger.
                     Box::pin(read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out)).await
@@ -227,7 +241,8 @@ where
             break;
         }
         if !out.is_empty() {
-            match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
+            let plan = write_plan(transport, triggers, out.len());
+            match tokio::time::timeout(write_timeout, write_round(&mut wr, &out, plan)).await {
                 Ok(Ok(())) => out.clear(),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "write failed");
@@ -269,6 +284,8 @@ struct Ctx<'a> {
     events: &'a queue::Sender<Event>,
     /// No command has been seen yet.
     first: &'a mut bool,
+    /// Counts the frames handled (for [`write_plan`]).
+    frames: &'a mut usize,
 }
 
 /// Decodes and handles every complete frame in `inbuf`.
@@ -282,6 +299,7 @@ async fn read_frames(
     loop {
         match decoder.decode(inbuf) {
             Ok(Some(frame)) => {
+                *ctx.frames += 1;
                 if *ctx.first && !frame.command().is_empty() {
                     *ctx.first = false;
                     if sb::is_switchboard_login(&frame) {
@@ -317,5 +335,207 @@ async fn read_frames(
                 }
             }
         }
+    }
+}
+
+/// How a round's output goes to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WritePlan {
+    /// One write per protocol command (with its payload).
+    PerCommand,
+    /// Everything in one write.
+    Coalesced,
+}
+
+/// The most client commands and hub events a round may have answered for its output to go
+/// out command by command. A sign-on's commands (`SYN`, `CHG`, `PNG`, privacy settings) come
+/// one or a few per read and a hub event is usually alone; more than this in one round means
+/// work piled up while the connection was busy, which is load.
+const LIGHT_TRIGGERS: usize = 4;
+
+/// The most output bytes written command by command: a sign-on's `SYN` of a few hundred
+/// contacts fits; beyond it a syscall per line would cost more than the clients that need it
+/// gain (they lose such bursts anyway when their reads fall behind).
+const LIGHT_BYTES: usize = 16 * 1024;
+
+/// Chooses how to write a round's output of `out_len` bytes that answered `triggers` client
+/// commands and hub events.
+///
+/// The official servers wrote each command as they produced it, and clients were written
+/// against that: MSN.pm waits for the socket to be readable and then reads one line; msnpjs
+/// handles only the first command of each TCP read. So at light load (few triggers, little
+/// output) each command is its own write, and with `TCP_NODELAY` its own segment. Under load
+/// (work piled up in one round) the round is one write, which is what keeps the relay and
+/// presence figures: a syscall per message would halve them. Over the HTTP gateway there are
+/// no segments to speak of (the client gets the output in an HTTP body), so it is one write.
+pub(crate) fn write_plan(transport: Transport, triggers: usize, out_len: usize) -> WritePlan {
+    match transport {
+        Transport::Tcp if triggers <= LIGHT_TRIGGERS && out_len <= LIGHT_BYTES => {
+            WritePlan::PerCommand
+        }
+        _ => WritePlan::Coalesced,
+    }
+}
+
+/// Where each server command in `out` ends: after its CRLF, or after its payload for a
+/// payload command (`MSG`, `NOT`, `UBX`, `GCF`, `IPG`: the length is the last parameter).
+/// `None` if `out` does not parse as whole commands (never for what sessions write; the
+/// caller then writes it in one piece).
+pub(crate) fn command_ends(out: &[u8]) -> Option<Vec<usize>> {
+    let mut ends = Vec::new();
+    let mut pos = 0;
+    while pos < out.len() {
+        let lf = pos + out[pos..].windows(2).position(|w| w == b"\r\n")?;
+        let line = std::str::from_utf8(&out[pos..lf]).ok()?;
+        let command = line.split(' ').next().unwrap_or_default();
+        let mut end = lf + 2;
+        // Server output only ever holds payload commands in the dialects that have them, so
+        // the codec's liberal (no dialect) reading of the table is exact here.
+        if payload_command(command, Peer::Server, None) {
+            let len: usize = line.rsplit(' ').next()?.parse().ok()?;
+            end = end.checked_add(len)?;
+        }
+        if end > out.len() {
+            return None;
+        }
+        ends.push(end);
+        pos = end;
+    }
+    Some(ends)
+}
+
+/// Writes a round's output by `plan`.
+async fn write_round<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &[u8],
+    plan: WritePlan,
+) -> std::io::Result<()> {
+    let ends = match plan {
+        WritePlan::PerCommand => command_ends(out),
+        WritePlan::Coalesced => None,
+    };
+    let Some(ends) = ends.filter(|e| e.len() > 1) else {
+        return wr.write_all(out).await;
+    };
+    let mut start = 0;
+    for end in ends {
+        wr.write_all(&out[start..end]).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A sign-on burst: `SYN` with its list, the `CHG` reply, an `ILN`, a `UBX` with payload.
+    const BURST: &[u8] = b"SYN 5 3 3 1 0\r\nGTC A\r\nBLP AL\r\nLST N=a@x.com F=A C=c 11 1\r\nCHG 6 NLN 0\r\nILN 6 NLN a@x.com A 0\r\nUBX a@x.com 5\r\nhi\r\nxQNG 50\r\n";
+
+    #[test]
+    fn light_load_is_per_command_load_is_coalesced() {
+        assert_eq!(write_plan(Transport::Tcp, 1, 300), WritePlan::PerCommand);
+        assert_eq!(write_plan(Transport::Tcp, 0, 30), WritePlan::PerCommand);
+        assert_eq!(
+            write_plan(Transport::Tcp, LIGHT_TRIGGERS, LIGHT_BYTES),
+            WritePlan::PerCommand
+        );
+        // Events piled up while the connection was busy: load.
+        assert_eq!(
+            write_plan(Transport::Tcp, LIGHT_TRIGGERS + 1, 500),
+            WritePlan::Coalesced
+        );
+        // One huge burst (a long list): one write.
+        assert_eq!(
+            write_plan(Transport::Tcp, 1, LIGHT_BYTES + 1),
+            WritePlan::Coalesced
+        );
+        assert_eq!(
+            write_plan(Transport::HttpGateway, 1, 30),
+            WritePlan::Coalesced
+        );
+    }
+
+    #[test]
+    fn commands_end_after_their_payloads() {
+        let ends = command_ends(BURST).unwrap();
+        let parts: Vec<&str> = ends
+            .iter()
+            .scan(0, |start, &end| {
+                let part = std::str::from_utf8(&BURST[*start..end]).unwrap();
+                *start = end;
+                Some(part)
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "SYN 5 3 3 1 0\r\n",
+                "GTC A\r\n",
+                "BLP AL\r\n",
+                "LST N=a@x.com F=A C=c 11 1\r\n",
+                "CHG 6 NLN 0\r\n",
+                "ILN 6 NLN a@x.com A 0\r\n",
+                "UBX a@x.com 5\r\nhi\r\nx",
+                "QNG 50\r\n",
+            ]
+        );
+        assert_eq!(command_ends(b"MSG a b 10\r\nshort"), None);
+        assert_eq!(command_ends(b"no line end"), None);
+    }
+
+    /// Records each write it is given, as a socket's segments at light load.
+    #[derive(Default)]
+    struct Segments(Vec<Vec<u8>>);
+
+    impl AsyncWrite for Segments {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn one_write_per_command_at_light_load() {
+        let mut s = Segments::default();
+        write_round(&mut s, BURST, WritePlan::PerCommand)
+            .await
+            .unwrap();
+        assert_eq!(s.0.len(), 8);
+        assert_eq!(s.0.concat(), BURST);
+        // A reader that keeps only the first command of each segment (msnpjs) sees them all.
+        let firsts: Vec<String> =
+            s.0.iter()
+                .map(|seg| {
+                    String::from_utf8_lossy(seg)
+                        .split(' ')
+                        .next()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect();
+        assert_eq!(
+            firsts,
+            ["SYN", "GTC", "BLP", "LST", "CHG", "ILN", "UBX", "QNG"]
+        );
+
+        let mut s = Segments::default();
+        write_round(&mut s, BURST, WritePlan::Coalesced)
+            .await
+            .unwrap();
+        assert_eq!(s.0, [BURST.to_vec()]);
     }
 }
