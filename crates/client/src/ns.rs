@@ -522,6 +522,35 @@ async fn go_online(
     let args = chg_args(dialect, status);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     wire.send_line("CHG", Some(chg), &args).await?;
+    // A `SYN` whose counts are 0 (a list with no contacts and no groups) is complete by its
+    // counts before the lines that follow it: `GTC`, `BLP` and, from MSNP10, `PRP MFN` with
+    // our display name. The server answers in order, so everything up to the `CHG` reply is
+    // still list data; without reading it here a new account would show its e-mail address
+    // instead of the name the server holds.
+    loop {
+        let f = wire.read_frame_within(t).await?;
+        match f.command() {
+            "CHL" => {
+                answer_challenge(&mut wire, dialect, next_trid, &f).await?;
+                next_trid += 1;
+            }
+            _ if f.trid().map(|x| x.0) == Some(chg) => {
+                if f.error_code().is_some() {
+                    return Err(server_error(&f).unwrap_or(ClientError::Closed));
+                }
+                break;
+            }
+            "GTC" | "BLP" | "PRP" if f.trid().is_none() => {
+                let mut done = SyncProgress::Done;
+                cache.on_list_line(dialect, &f, &mut done);
+            }
+            _ => {
+                if early.len() < 1024 {
+                    early.push(f);
+                }
+            }
+        }
+    }
     if let (Some(psm), true) = (personal_message, dialect >= Dialect::Msnp11) {
         wire.send_payload("UUX", Some(next_trid), &[], &psm_payload(psm))
             .await?;
