@@ -1032,6 +1032,62 @@ mod tests {
         }
     }
 
+    /// A whole session fed in every chunk size gets the same replies, byte for byte: framing, pipelining,
+    /// DATA's terminator and BDAT's counts do not depend on how TCP splits the input.
+    #[tokio::test]
+    async fn same_replies_for_every_chunking() {
+        let t = testing::context(MailConfig::default());
+        let input: &[u8] = b"EHLO a.test\r\nMAIL FROM:<x@elsewhere.test> SIZE=100\r\n\
+            RCPT TO:<alice@example.com>\r\nrcpt to: BOB@example.com\r\nRCPT TO:<nobody@example.com>\r\n\
+            DATA\r\nSubject: t\r\n\r\n..dot\r\nbare\nlf\r\n.\r\n\
+            MAIL FROM:<>\r\nRCPT TO:<bob@example.com>\r\nBDAT 7\r\nhello\r\nBDAT 0 LAST\r\n\
+            BOGUS\r\nNOOP\r\nQUIT\r\n";
+        let expected = "220 localhost ESMTP msgr\r\n\
+            250-localhost\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n\
+            250-CHUNKING\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n\
+            250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n\
+            550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown\r\n\
+            354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as ID\r\n\
+            250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 7 octets received\r\n250 2.0.0 Ok: queued as ID\r\n\
+            500 5.5.2 Error: command not recognized\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n";
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let sizes = (1..=48).chain([100, 200, input.len()]);
+        let runs = sizes.clone().count();
+        for chunk in sizes {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let session = tokio::spawn(super::serve(server, t.ctx.clone(), peer, Mode::Mx));
+            let (mut rd, mut wr) = tokio::io::split(client);
+            let writer = tokio::spawn(async move {
+                for c in input.chunks(chunk) {
+                    wr.write_all(c).await?;
+                }
+                Ok::<_, io::Error>(wr)
+            });
+            let mut out = Vec::new();
+            rd.read_to_end(&mut out).await.unwrap();
+            session.await.unwrap();
+            let _ = writer.await.unwrap();
+            let out = String::from_utf8(out).unwrap();
+            let normalized: String = out
+                .split_inclusive("\r\n")
+                .map(|l| match l.split_once("queued as ") {
+                    Some((head, _)) => format!("{head}queued as ID\r\n"),
+                    None => l.to_owned(),
+                })
+                .collect();
+            assert_eq!(normalized, expected, "chunks of {chunk}");
+        }
+        let store = &t.ctx.store;
+        let bob = store.folder("bob@example.com", "INBOX").unwrap().unwrap();
+        let messages = store.messages(bob.id).unwrap();
+        assert_eq!(messages.len(), 2 * runs);
+        let data = store.message_raw(bob.id, messages[0].uid).unwrap().unwrap();
+        assert!(data.ends_with(b"\r\nSubject: t\r\n\r\n.dot\r\nbare\r\nlf\r\n"));
+        let bdat = store.message_raw(bob.id, messages[1].uid).unwrap().unwrap();
+        assert!(bdat.starts_with(b"Return-Path: <>\r\nReceived: from a.test ([127.0.0.1])"));
+        assert!(bdat.ends_with(b"+0000\r\nhello\r\n"));
+    }
+
     /// What an idle session costs: the connection task's future before its first command (commands run
     /// boxed, so their state is not part of it).
     #[tokio::test]
