@@ -107,24 +107,73 @@ impl DataDecoder {
     }
 }
 
+/// Decodes `input` fed in chunks of `chunk` bytes (at least 1) keeping at most `limit`: the message,
+/// where the end-of-data line ended (if it came), and whether the message went over the limit.
+pub(crate) fn decode_in_chunks(
+    input: &[u8],
+    chunk: usize,
+    limit: usize,
+) -> (Vec<u8>, Option<usize>, bool) {
+    let mut d = DataDecoder::new(limit);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let end = (pos + chunk.max(1)).min(input.len());
+        let (used, done) = d.feed(&input[pos..end], &mut out);
+        pos += used;
+        if done {
+            return (out, Some(pos), d.too_big());
+        }
+    }
+    (out, None, d.too_big())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    /// Decodes `input` fed in chunks of `chunk` bytes; returns the message, whether it ended and where.
     fn decode(input: &[u8], chunk: usize, limit: usize) -> (Vec<u8>, Option<usize>, bool) {
-        let mut d = DataDecoder::new(limit);
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while pos < input.len() {
-            let end = (pos + chunk).min(input.len());
-            let (used, done) = d.feed(&input[pos..end], &mut out);
-            pos += used;
-            if done {
-                return (out, Some(pos), d.too_big());
+        decode_in_chunks(input, chunk, limit)
+    }
+
+    proptest! {
+        /// Round trip: any message of CRLF lines, dot-stuffed as a client does and ended with `.`, decodes
+        /// to itself in any chunking, and the end is found exactly after the terminator.
+        #[test]
+        fn stuffed_messages_round_trip(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'), 0..40),
+                0..20,
+            ),
+            chunk in 1usize..64,
+            trailer in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut message = Vec::new();
+            let mut wire = Vec::new();
+            for line in &lines {
+                message.extend_from_slice(line);
+                message.extend_from_slice(b"\r\n");
+                if line.first() == Some(&b'.') {
+                    wire.push(b'.');
+                }
+                wire.extend_from_slice(line);
+                wire.extend_from_slice(b"\r\n");
             }
+            wire.extend_from_slice(b".\r\n");
+            let end = wire.len();
+            wire.extend_from_slice(&trailer);
+            let (out, got_end, too_big) = decode(&wire, chunk, usize::MAX);
+            prop_assert_eq!(out, message);
+            prop_assert_eq!(got_end, Some(end));
+            prop_assert!(!too_big);
         }
-        (out, None, d.too_big())
+
+        /// Arbitrary bytes through every SMTP parser: no panic, chunking never matters.
+        #[test]
+        fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            super::super::fuzz_one(&data);
+        }
     }
 
     /// Input, expected message, expected end offset (None: still waiting for the end).

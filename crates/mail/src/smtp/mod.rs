@@ -55,3 +55,21 @@ where
         .instrument(span)
         .await;
 }
+
+/// One fuzzing input through the SMTP parsers: every line through the command parser, the bytes through
+/// the `DATA` decoder whole and in chunks (the same message and the same end either way, never more than
+/// the limit kept), and the MIME summary. Panics on a broken invariant. Used by the fuzz target
+/// (`fuzz/fuzz_targets/smtp_proto.rs`) and by the property tests.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n') {
+        let _ = command::parse(line);
+    }
+    let limit = data.len() / 2;
+    let chunk = data.first().map_or(1, |&b| usize::from(b % 64) + 1);
+    let whole = data::decode_in_chunks(data, data.len().max(1), limit);
+    let split = data::decode_in_chunks(data, chunk, limit);
+    assert_eq!(whole, split, "chunks of {chunk}");
+    assert!(whole.0.len() <= limit);
+    let _ = crate::mime::summarize(data);
+}
