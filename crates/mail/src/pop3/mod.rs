@@ -475,26 +475,15 @@ impl Session {
         Flow::Continue
     }
 
+    /// Writes the output buffer; a large response's buffer is then given back rather than kept by an
+    /// idle session.
     async fn flush<S>(&mut self, stream: &mut S) -> io::Result<()>
     where
         S: AsyncWrite + Unpin,
     {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let write = async {
-            stream.write_all(&self.out).await?;
-            stream.flush().await
-        };
-        let result = match tokio::time::timeout(self.ctx.config.command_timeout(), write).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
-        };
-        // A large response's buffer is not kept for an idle session.
+        let result = write_out(stream, &mut self.out, self.ctx.config.command_timeout()).await;
         if self.out.capacity() > 4096 {
             self.out = Vec::new();
-        } else {
-            self.out.clear();
         }
         result
     }
@@ -786,29 +775,12 @@ impl Session {
                 let (n, size) = md.stat();
                 proto::ok(out, &format!("{n} {size}"));
             }
-            Command::List(None) => {
-                let (n, size) = md.stat();
-                proto::ok(out, &format!("{n} messages ({size} octets)"));
-                for (i, m) in md.messages.iter().enumerate() {
-                    if !m.deleted {
-                        proto::line(out, &format!("{} {}", i + 1, m.size));
-                    }
-                }
-                proto::end(out);
-            }
+            Command::List(None) => return self.listing(false, stream).await,
             Command::List(Some(n)) => match md.get(n) {
                 Ok(m) => proto::ok(out, &format!("{n} {}", m.size)),
                 Err(text) => proto::err(out, None, &text),
             },
-            Command::Uidl(None) => {
-                proto::ok(out, "unique-id listing follows");
-                for (i, m) in md.messages.iter().enumerate() {
-                    if !m.deleted {
-                        proto::line(out, &format!("{} {}", i + 1, md.unique_id(m)));
-                    }
-                }
-                proto::end(out);
-            }
+            Command::Uidl(None) => return self.listing(true, stream).await,
             Command::Uidl(Some(n)) => match md.get(n) {
                 Ok(m) => proto::ok(out, &format!("{n} {}", md.unique_id(m))),
                 Err(text) => proto::err(out, None, &text),
@@ -837,6 +809,40 @@ impl Session {
             Command::Stls => return self.refuse("STLS only before login"),
             Command::Capa => self.capa(),
         }
+        Flow::Continue
+    }
+
+    /// `LIST` or `UIDL` without an argument: a line per message not marked deleted, written out as it
+    /// grows, so a large maildrop's listing never sits in memory whole.
+    async fn listing<S>(&mut self, unique_ids: bool, stream: &mut S) -> Flow
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let State::Transaction(md) = &self.state else {
+            return Flow::Continue;
+        };
+        let timeout = self.ctx.config.command_timeout();
+        let out = &mut self.out;
+        if unique_ids {
+            proto::ok(out, "unique-id listing follows");
+        } else {
+            let (n, size) = md.stat();
+            proto::ok(out, &format!("{n} messages ({size} octets)"));
+        }
+        for (i, m) in md.messages.iter().enumerate().filter(|(_, m)| !m.deleted) {
+            let text = if unique_ids {
+                format!("{} {}", i + 1, md.unique_id(m))
+            } else {
+                format!("{} {}", i + 1, m.size)
+            };
+            proto::line(out, &text);
+            if out.len() >= FLUSH_AT {
+                if let Err(e) = write_out(stream, out, timeout).await {
+                    return Flow::End(End::Closed(io_reason(&e)));
+                }
+            }
+        }
+        proto::end(out);
         Flow::Continue
     }
 
@@ -975,6 +981,26 @@ impl Session {
 enum Parsed {
     Command(Command),
     SaslResponse(String),
+}
+
+/// Writes and empties `out`, within `timeout`: a peer that does not read is not waited for forever.
+async fn write_out<S>(stream: &mut S, out: &mut Vec<u8>, timeout: Duration) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    if out.is_empty() {
+        return Ok(());
+    }
+    let write = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    };
+    let result = match tokio::time::timeout(timeout, write).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+    };
+    out.clear();
+    result
 }
 
 fn io_reason(e: &io::Error) -> &'static str {

@@ -129,6 +129,73 @@ async fn autologout_after_login_is_at_least_ten_minutes_and_deletes_nothing() {
     assert!(!c._ctx.ctx.maildrop_locks.is_locked("alice@example.com"));
 }
 
+fn to_alice(raw: &[u8]) -> msgr_store::Delivery {
+    msgr_store::Delivery {
+        raw: raw.to_vec(),
+        summary: Default::default(),
+        internal_date: 0,
+        targets: vec![msgr_store::LocalTarget {
+            account: "alice@example.com".into(),
+            folder: msgr_store::FolderRef::Special(msgr_store::SpecialUse::Inbox),
+            flags: msgr_store::Flags::empty(),
+        }],
+        outbound: None,
+    }
+}
+
+impl Client {
+    /// The lines of a multi-line response, its terminating `.` removed.
+    async fn lines(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let l = self.line().await;
+            if l == "." {
+                return out;
+            }
+            assert!(!l.is_empty(), "closed in a multi-line response");
+            out.push(l);
+        }
+    }
+}
+
+#[tokio::test]
+async fn listings_larger_than_the_output_buffer() {
+    let mut c = session(MailConfig::default()).await;
+    let batch: Vec<_> = (0..3000)
+        .map(|i| to_alice(format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat(i % 50)).as_bytes()))
+        .collect();
+    let store = c._ctx.ctx.store.clone();
+    let results = tokio::task::spawn_blocking(move || store.deliver(&batch, 1 << 30).unwrap())
+        .await
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok));
+    c.login().await;
+    assert!(c.cmd("DELE 2").await.starts_with("+OK"));
+    // Pipelined, so the second listing is already waiting while the first is written out.
+    c.io.get_mut().write_all(b"LIST\r\nUIDL\r\n").await.unwrap();
+    assert_eq!(
+        c.line().await,
+        format!("+OK 2999 messages ({} octets)", {
+            (0..3000usize)
+                .filter(|&i| i != 1)
+                .map(|i| format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat(i % 50)).len())
+                .sum::<usize>()
+        })
+    );
+    let list = c.lines().await;
+    assert_eq!(list.len(), 2999);
+    assert_eq!(list[0], "1 16");
+    assert!(list[1].starts_with("3 "), "{}", list[1]);
+    assert!(c.line().await.starts_with("+OK"));
+    let ids = c.lines().await;
+    assert_eq!(ids.len(), 2999);
+    let unique: std::collections::HashSet<&str> =
+        ids.iter().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert_eq!(unique.len(), 2999);
+    assert!(c.cmd("QUIT").await.starts_with("+OK"));
+    c.task.await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_token_ends_an_idle_session() {
     let mut c = session(MailConfig::default()).await;
