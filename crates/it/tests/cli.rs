@@ -304,6 +304,17 @@ impl Serve {
             "127.0.0.1:0",
             "--https",
             "127.0.0.1:0",
+            // The mail listeners' defaults are fixed ports; port 0 keeps parallel runs apart.
+            "--smtp",
+            "127.0.0.1:0",
+            "--submission",
+            "127.0.0.1:0",
+            "--submissions",
+            "127.0.0.1:0",
+            "--pop3",
+            "127.0.0.1:0",
+            "--pop3s",
+            "127.0.0.1:0",
         ])
         // The most talkative level: a secret logged anywhere would show up.
         .env("RUST_LOG", "debug")
@@ -399,6 +410,20 @@ async fn serve_logs_listeners_serves_logins_and_stops_on_sigterm() -> Result<()>
     for a in [msnp, http, https] {
         ensure!(a.ip().is_loopback() && a.port() != 0, "bound {a}");
     }
+    for what in ["smtp", "submission", "submissions", "pop3", "pop3s"] {
+        let a = serve.listening(what).await?;
+        ensure!(a.ip().is_loopback() && a.port() != 0, "{what} bound {a}");
+    }
+    // The MX port answers like an SMTP server.
+    let smtp = serve.listening("smtp").await?;
+    let mut greeting = String::new();
+    let mut conn = tokio::io::BufReader::new(tokio::net::TcpStream::connect(smtp).await?);
+    tokio::time::timeout(
+        TIMEOUT,
+        tokio::io::AsyncBufReadExt::read_line(&mut conn, &mut greeting),
+    )
+    .await??;
+    ensure!(greeting.starts_with("220 "), "{greeting:?}");
     let ep = Endpoint {
         msnp,
         https,
