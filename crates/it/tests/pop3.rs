@@ -331,6 +331,10 @@ async fn poplib_reads_and_deletes_over_plaintext() -> Result<()> {
         "{out:?}"
     );
 
+    // Both messages left were retrieved whole: marked \Seen at QUIT, for IMAP and the web inbox.
+    for (meta, _) in server.mail_messages(ALICE, "INBOX").await? {
+        assert!(meta.flags.contains(Flags::SEEN), "{meta:?}");
+    }
     // The deletion was applied at QUIT: a new session sees the other two, with the same unique ids.
     let after = poplib("plain", pop3(&server), ALICE, PASSWORD, "count").await?;
     assert_eq!(values(&after, "stat")[0][0], "2");

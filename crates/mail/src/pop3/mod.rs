@@ -22,7 +22,7 @@
 pub mod proto;
 
 use crate::Context;
-use msgr_store::{MailStore, MessageMeta};
+use msgr_store::{FlagOp, Flags, MailStore, MessageMeta};
 use proto::{Command, DotStuffer, LineDecoder, LineEvent, RespCode};
 use std::collections::HashSet;
 use std::io;
@@ -223,6 +223,8 @@ struct Entry {
     size: u64,
     /// Marked by `DELE`, unmarked by `RSET`, removed at `QUIT`.
     deleted: bool,
+    /// Sent whole by `RETR`: marked `\Seen` at `QUIT`.
+    retrieved: bool,
 }
 
 impl Maildrop {
@@ -749,6 +751,7 @@ impl Session {
                     uid: m.uid,
                     size: m.size,
                     deleted: false,
+                    retrieved: false,
                 })
                 .collect(),
             _lock: lock,
@@ -899,6 +902,11 @@ impl Session {
             None => {
                 proto::ok(&mut self.out, &format!("{} octets", raw.len()));
                 self.retrieved += 1;
+                if let State::Transaction(md) = &mut self.state {
+                    if let Ok(m) = md.get_mut(n) {
+                        m.retrieved = true;
+                    }
+                }
             }
             Some(_) => proto::ok(&mut self.out, "top of message follows"),
         }
@@ -919,8 +927,10 @@ impl Session {
     }
 
     /// `QUIT` in the transaction state, RFC 1939's UPDATE state: the marked messages are expunged in one
-    /// store transaction, and only once that is durable does the client hear `+OK`. The maildrop lock
-    /// is released before the answer, so a client that logs in again at once finds it free.
+    /// store transaction, and only once that is durable does the client hear `+OK`. Messages retrieved
+    /// whole (`RETR`, not `TOP`) and kept are then marked `\Seen`, as IMAP, the web inbox and Messenger's
+    /// unread count expect of mail that has been read. The maildrop lock is released before the
+    /// answer, so a client that logs in again at once finds it free.
     async fn update(&mut self) -> Flow {
         let state = std::mem::replace(
             &mut self.state,
@@ -932,29 +942,53 @@ impl Session {
         let State::Transaction(md) = state else {
             return Flow::End(End::Quit);
         };
-        let uids: Vec<u32> = md
+        let deleted: Vec<u32> = md
             .messages
             .iter()
             .filter(|m| m.deleted)
             .map(|m| m.uid)
             .collect();
-        if uids.is_empty() {
-            std::mem::drop(md);
-            proto::ok(&mut self.out, "bye");
-            return Flow::End(End::Quit);
-        }
-        let store = self.ctx.store.clone();
-        let folder_id = md.folder_id;
-        let result = tokio::task::spawn_blocking(move || store.expunge(folder_id, &uids)).await;
-        let account = md.account.clone();
+        let seen: Vec<u32> = md
+            .messages
+            .iter()
+            .filter(|m| m.retrieved && !m.deleted)
+            .map(|m| m.uid)
+            .collect();
+        let (folder_id, account) = (md.folder_id, md.account.clone());
+        let result = if deleted.is_empty() && seen.is_empty() {
+            Ok(Ok((0, None)))
+        } else {
+            let store = self.ctx.store.clone();
+            tokio::task::spawn_blocking(move || -> msgr_store::Result<_> {
+                let removed = if deleted.is_empty() {
+                    0
+                } else {
+                    store.expunge(folder_id, &deleted)?.len()
+                };
+                // After the deletions, on its own: a failure here costs a flag, never the deletions.
+                let flagged = if seen.is_empty() {
+                    None
+                } else {
+                    store
+                        .store_flags(folder_id, &seen, FlagOp::Add, Flags::SEEN, &[])
+                        .err()
+                };
+                Ok((removed, flagged))
+            })
+            .await
+        };
         std::mem::drop(md);
         match result {
-            Ok(Ok(removed)) => {
-                self.deleted = removed.len();
-                proto::ok(
-                    &mut self.out,
-                    &format!("bye, {} messages deleted", removed.len()),
-                );
+            Ok(Ok((removed, flag_error))) => {
+                if let Some(e) = flag_error {
+                    tracing::warn!(%account, error = %e, "could not mark retrieved messages seen");
+                }
+                self.deleted = removed;
+                if removed == 0 {
+                    proto::ok(&mut self.out, "bye");
+                } else {
+                    proto::ok(&mut self.out, &format!("bye, {removed} messages deleted"));
+                }
             }
             Ok(Err(e)) => {
                 tracing::error!(%account, error = %e, "POP3 deletions failed");

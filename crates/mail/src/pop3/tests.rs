@@ -148,12 +148,14 @@ impl Client {
     async fn lines(&mut self) -> Vec<String> {
         let mut out = Vec::new();
         loop {
-            let l = self.line().await;
+            let mut l = String::new();
+            let n = self.io.read_line(&mut l).await.unwrap();
+            assert!(n > 0, "closed in a multi-line response");
+            let l = l.trim_end();
             if l == "." {
                 return out;
             }
-            assert!(!l.is_empty(), "closed in a multi-line response");
-            out.push(l);
+            out.push(l.to_owned());
         }
     }
 }
@@ -194,6 +196,34 @@ async fn listings_larger_than_the_output_buffer() {
     assert_eq!(unique.len(), 2999);
     assert!(c.cmd("QUIT").await.starts_with("+OK"));
     c.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn retrieved_messages_are_seen_after_quit() {
+    let mut c = session(MailConfig::default()).await;
+    let store = c._ctx.ctx.store.clone();
+    let batch: Vec<_> = (0..3)
+        .map(|i| to_alice(format!("Subject: {i}\r\n\r\nbody\r\n").as_bytes()))
+        .collect();
+    let results = store.deliver(&batch, 1 << 30).unwrap();
+    assert!(results.iter().all(Result::is_ok));
+    c.login().await;
+    // RETR 1 and 3 (3 then deleted), TOP 2: only 1 is left seen.
+    for cmd in ["RETR 1", "TOP 2 0", "RETR 3"] {
+        assert!(c.cmd(cmd).await.starts_with("+OK"));
+        c.lines().await;
+    }
+    assert!(c.cmd("DELE 3").await.starts_with("+OK"));
+    assert_eq!(c.cmd("QUIT").await, "+OK bye, 1 messages deleted");
+    c.task.await.unwrap();
+    let inbox = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    let seen: Vec<bool> = store
+        .messages(inbox.id)
+        .unwrap()
+        .iter()
+        .map(|m| m.flags.contains(msgr_store::Flags::SEEN))
+        .collect();
+    assert_eq!(seen, [true, false]);
 }
 
 #[tokio::test(start_paused = true)]
