@@ -547,6 +547,9 @@ async fn submission_demands_tls_auth_and_own_sender() -> Result<()> {
     c.cmd("QUIT", 221).await?;
     let inbox = folder_texts(&server, BOB, "INBOX").await?;
     ensure!(inbox.len() == 1 && inbox[0].contains(&format!("with ESMTPSA id {id};")));
+    // The client sent neither Date nor Message-ID: submission added them (RFC 6409 §8).
+    ensure!(inbox[0].contains(&format!("\r\nMessage-ID: <{id}@localhost>\r\n")));
+    ensure!(inbox[0].contains("\r\nDate: "));
     ensure!(folder_texts(&server, ALICE, "Sent").await?.len() == 1);
     Ok(())
 }

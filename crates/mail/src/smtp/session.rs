@@ -777,6 +777,17 @@ impl Session {
             self.ctx.hostname,
             rfc5322_date(now)
         ));
+        if self.mode.is_submission() {
+            // RFC 6409 §8.2–8.3: a submission server may complete what a minimal client left out, and
+            // mail without `Date` or `Message-ID` is what other hosts' spam filters reject first.
+            let header = header_section(&body);
+            if !has_field(header, b"date") {
+                head.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
+            }
+            if !has_field(header, b"message-id") {
+                head.push_str(&format!("Message-ID: <{id}@{}>\r\n", self.ctx.hostname));
+            }
+        }
         let mut raw = Vec::with_capacity(head.len() + body.len());
         raw.extend_from_slice(head.as_bytes());
         raw.extend_from_slice(&body);
@@ -893,6 +904,30 @@ impl Session {
             Err(stop) => Err(Flow::Close(stop)),
         }
     }
+}
+
+/// The header section of a message: up to the first empty line (all of it if there is none).
+fn header_section(message: &[u8]) -> &[u8] {
+    if message.starts_with(b"\r\n") || message.starts_with(b"\n") {
+        return &[];
+    }
+    let end = message
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .into_iter()
+        .chain(message.windows(4).position(|w| w == b"\r\n\r\n"))
+        .min()
+        .unwrap_or(message.len());
+    &message[..end]
+}
+
+/// Whether the header section has a field called `name` (lower case), at the start of a line.
+fn has_field(header: &[u8], name: &[u8]) -> bool {
+    header.split(|&b| b == b'\n').any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()..].trim_ascii_start().first() == Some(&b':')
+    })
 }
 
 fn decode64(data: &[u8]) -> Option<Vec<u8>> {
@@ -1109,6 +1144,18 @@ mod tests {
             rfc5322_date(1_795_947_690),
             "Sun, 29 Nov 2026 10:21:30 +0000"
         );
+    }
+
+    #[test]
+    fn header_fields() {
+        let msg = b"Subject: x\r\nDATE : today\r\n\r\nMessage-ID: <not a header>\r\n";
+        let head = header_section(msg);
+        assert!(has_field(head, b"date"));
+        assert!(has_field(head, b"subject"));
+        assert!(!has_field(head, b"message-id"));
+        assert!(!has_field(header_section(b"\r\nDate: body\r\n"), b"date"));
+        assert!(has_field(header_section(b"Date: x\nSubject: y"), b"date"));
+        assert!(!has_field(b"Dated: x", b"date"));
     }
 
     #[test]
