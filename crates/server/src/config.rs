@@ -236,4 +236,20 @@ mod tests {
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Config>("msnpp = \"x\"").is_err());
     }
+
+    #[test]
+    fn mail_section() {
+        let c: Config = toml::from_str(
+            "[mail]\nsmtp = \"0.0.0.0:25\"\ndomains = [\"example.com\"]\nmax_recipients = 5\n\
+             [mail.routes]\n\"other.test\" = \"127.0.0.1:2526\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.mail.smtp.unwrap().port(), 25);
+        assert_eq!(c.mail.submission.unwrap().port(), 2587);
+        assert_eq!(c.mail.domains, ["example.com"]);
+        assert_eq!(c.mail.max_recipients, 5);
+        assert_eq!(c.mail.routes["other.test"], "127.0.0.1:2526");
+        assert!(!c.mail.allow_plaintext_auth);
+        assert!(toml::from_str::<Config>("[mail]\nsmpt = \"x\"").is_err());
+    }
 }
