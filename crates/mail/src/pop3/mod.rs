@@ -278,6 +278,8 @@ struct Session {
     account: Option<String>,
     retrieved: u32,
     deleted: usize,
+    /// Refused passwords, for the log line (what an operator's fail2ban looks for).
+    failed_logins: u32,
     decoder: LineDecoder,
     buf: Box<[u8]>,
     /// Bytes of `buf` holding unprocessed input.
@@ -300,6 +302,7 @@ impl Session {
             account: None,
             retrieved: 0,
             deleted: 0,
+            failed_logins: 0,
             decoder: LineDecoder::new(),
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             len: 0,
@@ -318,6 +321,7 @@ impl Session {
             tls = self.tls,
             retrieved = self.retrieved,
             deleted = self.deleted,
+            failed_logins = self.failed_logins,
             end = reason,
             "pop3 session"
         );
@@ -575,12 +579,16 @@ impl Session {
     }
 
     fn plaintext_refused(&mut self) -> Flow {
-        self.errors += 1;
-        proto::err(
-            &mut self.out,
-            Some(RespCode::Auth),
+        self.auth_refused(
             "plaintext authentication disallowed without TLS, use STLS or the POP3S port",
-        );
+        )
+    }
+
+    /// `-ERR [AUTH]` (RFC 3206: the credentials, or how they were sent, are the problem), counted
+    /// among the session's errors like a bad command.
+    fn auth_refused(&mut self, text: &str) -> Flow {
+        self.errors += 1;
+        proto::err(&mut self.out, Some(RespCode::Auth), text);
         if self.errors >= self.ctx.config.max_errors.max(1) {
             return Flow::End(End::Closed("too many errors"));
         }
@@ -654,13 +662,8 @@ impl Session {
             return self.refuse("malformed PLAIN response");
         };
         if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
-            self.errors += 1;
-            proto::err(
-                &mut self.out,
-                Some(RespCode::Auth),
-                "authorization identity must be the user",
-            );
-            return Flow::Continue;
+            self.failed_logins += 1;
+            return self.auth_refused("authorization identity must be the user");
         }
         self.login(user, pass).await
     }
@@ -671,16 +674,8 @@ impl Session {
         let account = match self.ctx.auth.check(user, password).await {
             Ok(Some(account)) => account,
             Ok(None) => {
-                self.errors += 1;
-                proto::err(
-                    &mut self.out,
-                    Some(RespCode::Auth),
-                    "invalid user name or password",
-                );
-                if self.errors >= self.ctx.config.max_errors.max(1) {
-                    return Flow::End(End::Closed("too many errors"));
-                }
-                return Flow::Continue;
+                self.failed_logins += 1;
+                return self.auth_refused("invalid user name or password");
             }
             Err(e) => {
                 tracing::warn!(error = %e, "POP3 login could not be checked");
