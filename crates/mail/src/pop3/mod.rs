@@ -15,9 +15,15 @@
 //! The session is generic over its stream ([`serve`]); [`serve_tcp`] is what the listeners call, because
 //! only a plain `TcpStream` can be upgraded by `STLS` and only there is the implicit TLS handshake done.
 //!
-//! Memory: an idle session holds its 1 KiB read buffer and a small output buffer; a `RETR` holds the
-//! message (the store hands it over whole) and at most about 32 KiB of output at a time, all of it
-//! given back when the response has been written.
+//! Timers: before login the client has `greeting_timeout` to say something (and to finish a TLS
+//! handshake); after it, POP3's autologout is `command_timeout` but never under RFC 1939's ten minutes.
+//! Either ends the session with `-ERR`, deleting nothing.
+//!
+//! Memory: an idle session holds its task's future (about 0.8 KiB: the TLS half and command handling
+//! are boxed, allocated only when used), its 1 KiB read buffer and a small output buffer; `msgr-load
+//! mail-idle --protocol pop3` measured 4.3 KB resident per idle plaintext session (debug build). A
+//! `RETR` holds the message (the store hands it over whole) and at most about 32 KiB of output at a
+//! time, given back once the response has been written; `LIST` and `UIDL` are written as they grow.
 
 pub mod proto;
 
