@@ -36,7 +36,8 @@ pub struct MailConfig {
     pub max_message_bytes: u64,
     /// Recipients per message; more are answered `452 4.5.3`.
     pub max_recipients: usize,
-    /// Failed commands in one SMTP session before it is closed (`421 4.7.0`).
+    /// Failed commands (and failed logins) in one SMTP or POP3 session before it is closed (SMTP `421 4.7.0`,
+    /// POP3 `-ERR`).
     pub max_errors: u32,
     /// Simultaneous SMTP/POP3 connections from one client IP; more are refused at accept.
     pub max_connections_per_ip: usize,
