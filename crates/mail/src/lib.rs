@@ -41,6 +41,15 @@ pub trait Authenticator: Send + Sync + 'static {
 #[error("credential check unavailable: {0}")]
 pub struct AuthUnavailable(pub String);
 
+/// A store lookup made off the async workers failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("store lookup task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
 /// What the mail side is given by the server that hosts it.
 pub struct MailDeps {
     pub config: MailConfig,
@@ -107,7 +116,7 @@ impl Context {
 
     /// Whether mail for `domain` is delivered here: one of `config.domains`, or, when that list is empty,
     /// the domain of some account.
-    pub async fn is_local_domain(&self, domain: &str) -> Result<bool, StoreError> {
+    pub async fn is_local_domain(&self, domain: &str) -> Result<bool, LookupError> {
         if !self.config.domains.is_empty() {
             return Ok(self
                 .config
@@ -117,9 +126,15 @@ impl Context {
         }
         let store = self.store.clone();
         let domain = domain.to_owned();
-        tokio::task::spawn_blocking(move || store.is_account_domain(&domain))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("domain lookup task failed: {e}")))?
+        Ok(tokio::task::spawn_blocking(move || store.is_account_domain(&domain)).await??)
+    }
+
+    /// The account (lowercased, as stored) whose mailbox `address` names, if there is one.
+    pub async fn local_account(&self, address: &str) -> Result<Option<String>, LookupError> {
+        let store = self.store.clone();
+        let address = address.to_owned();
+        let mailbox = tokio::task::spawn_blocking(move || store.mailbox(&address)).await??;
+        Ok(mailbox.map(|m| m.email))
     }
 }
 

@@ -8,9 +8,7 @@ use crate::deliver::DeliverError;
 use crate::{mime, Context};
 use base64::Engine as _;
 use bytes::{Buf, BytesMut};
-use msgr_store::{
-    Delivery, Flags, FolderRef, LocalTarget, MailStore, Outbound, SpecialUse, StoreError,
-};
+use msgr_store::{Delivery, Flags, FolderRef, LocalTarget, Outbound, SpecialUse, StoreError};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -548,26 +546,19 @@ impl Session {
             }
         };
         if local {
-            let store = self.ctx.store.clone();
-            let address = to.clone();
-            let found = tokio::task::spawn_blocking(move || store.mailbox(&address)).await;
-            match found {
-                Ok(Ok(Some(mailbox))) => {
+            match self.ctx.local_account(&to).await {
+                Ok(Some(account)) => {
                     if let Some(tx) = &mut self.tx {
-                        if !tx.local.contains(&mailbox.email) {
-                            tx.local.push(mailbox.email);
+                        if !tx.local.contains(&account) {
+                            tx.local.push(account);
                         }
                     }
                     conn.reply("250 2.1.5 Ok");
                 }
-                Ok(Ok(None)) => self.error(
+                Ok(None) => self.error(
                     conn,
                     &format!("550 5.1.1 <{shown}>: Recipient address rejected: User unknown"),
                 ),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "looking a recipient up failed");
-                    conn.reply("451 4.3.0 Error: temporary lookup failure");
-                }
                 Err(e) => {
                     tracing::warn!(error = %e, "looking a recipient up failed");
                     conn.reply("451 4.3.0 Error: temporary lookup failure");
@@ -995,6 +986,7 @@ mod tests {
     use super::*;
     use crate::testing;
     use crate::MailConfig;
+    use msgr_store::MailStore;
 
     /// A 10 MB line is thrown away as it arrives: the input buffer stays within twice the line limit
     /// and a read (`BytesMut` grows by doubling), and the next line is read normally.
