@@ -381,6 +381,17 @@ async fn spawn_serve(data: &std::path::Path) -> Result<(tokio::process::Child, m
             "127.0.0.1:0",
             "--https",
             "127.0.0.1:0",
+            // The mail listeners default to fixed ports; off here, so parallel runs never collide.
+            "--smtp",
+            "off",
+            "--submission",
+            "off",
+            "--submissions",
+            "off",
+            "--pop3",
+            "off",
+            "--pop3s",
+            "off",
         ])
         .env_remove("MSGR_CONFIG")
         .env_remove("MSGR_DATA")
