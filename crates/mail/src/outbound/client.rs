@@ -81,6 +81,10 @@ pub enum ClientError {
     Tls(std::io::Error),
     #[error("the server sent data after its STARTTLS reply")]
     TlsInjection,
+    /// The envelope has internationalized addresses and the server does not support SMTPUTF8: a permanent
+    /// failure (RFC 6531 §3.2, status 5.6.7).
+    #[error("the server does not support internationalized addresses (SMTPUTF8)")]
+    NoSmtpUtf8,
     /// The server refused the session itself (greeting, `EHLO`/`HELO`, `MAIL FROM`). Carried so the queue can
     /// bounce on a `5xx` and report the remote reply.
     #[error("{step} refused: {reply}")]
@@ -174,9 +178,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if ext.eight_bit_mime && !message.is_ascii() {
             mail.push_str(" BODY=8BITMIME");
         }
-        if ext.smtputf8
-            && !(envelope.sender.is_ascii() && envelope.recipients.iter().all(|r| r.is_ascii()))
-        {
+        let needs_utf8 =
+            !(envelope.sender.is_ascii() && envelope.recipients.iter().all(|r| r.is_ascii()));
+        if needs_utf8 && !ext.smtputf8 {
+            // RFC 6531 §3.2: internationalized addresses only go to a server that announced SMTPUTF8.
+            self.quit().await;
+            return Err(ClientError::NoSmtpUtf8);
+        }
+        if needs_utf8 {
             mail.push_str(" SMTPUTF8");
         }
         let reply = self.command(&mail, "MAIL").await?;
@@ -513,6 +522,24 @@ mod tests {
             seen,
             ["EHLO me.test", "HELO me.test", "MAIL FROM:<>", "QUIT"]
         );
+    }
+
+    #[tokio::test]
+    async fn internationalized_addresses_need_smtputf8() {
+        let (addr, server) = fake_server(vec!["250 fake\r\n", "221 bye\r\n"]).await;
+        let recipients = vec!["jos\u{e9}@x.test".to_owned()];
+        let err = deliver(
+            &params(addr),
+            &Envelope {
+                sender: "s@me.test",
+                recipients: &recipients,
+            },
+            b"x\r\n",
+        )
+        .await
+        .expect_err("no SMTPUTF8");
+        assert!(matches!(err, ClientError::NoSmtpUtf8), "{err}");
+        assert_eq!(server.await.expect("server"), ["EHLO me.test", "QUIT"]);
     }
 
     #[tokio::test]

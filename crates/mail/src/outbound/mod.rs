@@ -129,7 +129,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-/// Due recipients grouped by (queue id, domain), oldest message first as the store listed them.
+/// Recipients per SMTP transaction at most: RFC 5321 §4.5.3.1.8 has servers accept at least 100. The rest of a
+/// larger group stay due and go in the next session.
+const MAX_RCPTS_PER_SESSION: usize = 100;
+
+/// Due recipients grouped by (queue id, domain), oldest message first as the store listed them, at most
+/// [`MAX_RCPTS_PER_SESSION`] per group.
 fn group(due: Vec<QueuedRecipient>) -> Vec<((i64, String), Vec<QueuedRecipient>)> {
     let mut order = Vec::new();
     let mut groups: BTreeMap<(i64, String), Vec<QueuedRecipient>> = BTreeMap::new();
@@ -138,7 +143,10 @@ fn group(due: Vec<QueuedRecipient>) -> Vec<((i64, String), Vec<QueuedRecipient>)
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }
-        groups.entry(key).or_default().push(r);
+        let group = groups.entry(key).or_default();
+        if group.len() < MAX_RCPTS_PER_SESSION {
+            group.push(r);
+        }
     }
     order
         .into_iter()
@@ -307,6 +315,20 @@ impl Runner {
                             .iter()
                             .map(|r| {
                                 from_outcome(r, &hop.host, RcptOutcome::Permanent(reply.clone()))
+                            })
+                            .collect();
+                    }
+                    Err(e @ ClientError::NoSmtpUtf8) => {
+                        return recipients
+                            .iter()
+                            .map(|r| {
+                                Attempt::Failed(Failure {
+                                    recipient: r.clone(),
+                                    status: "5.6.7".to_owned(),
+                                    remote_mta: Some(hop.host.clone()),
+                                    diagnostic: None,
+                                    reason: e.to_string(),
+                                })
                             })
                             .collect();
                     }
@@ -522,6 +544,20 @@ mod tests {
                 (10, "y.test".to_owned(), vec![2]),
                 (11, "x.test".to_owned(), vec![4]),
             ]
+        );
+    }
+
+    #[test]
+    fn at_most_a_hundred_recipients_per_session() {
+        let due: Vec<QueuedRecipient> = (0..150)
+            .map(|i| queued(i, 10, &format!("r{i}@x.test")))
+            .collect();
+        let groups = group(due);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].1.len(), MAX_RCPTS_PER_SESSION);
+        assert_eq!(
+            groups[0].1[99].id, 99,
+            "the oldest go first; the rest wait for the next session"
         );
     }
 }
