@@ -243,4 +243,135 @@ mod tests {
         );
         assert!(resolve(&routes, None, "elsewhere.test", 25).await.is_err());
     }
+
+    /// A DNS server on loopback UDP that answers from a fixed table, and a resolver that asks only it.
+    mod fake_dns {
+        use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+        use hickory_resolver::name_server::TokioConnectionProvider;
+        use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+        use hickory_resolver::proto::rr::rdata::{A, MX};
+        use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+        use hickory_resolver::proto::xfer::Protocol;
+        use hickory_resolver::TokioResolver;
+        use std::net::Ipv4Addr;
+        use std::time::Duration;
+        use tokio::net::UdpSocket;
+
+        fn name(s: &str) -> Name {
+            Name::from_ascii(s).expect("a valid name")
+        }
+
+        /// The zone: `mx.test` has two MX hosts, `null.test` a null MX, `nomx.test` only an address,
+        /// `gone.test` does not exist.
+        fn answer(qname: &str, qtype: RecordType) -> (ResponseCode, Vec<RData>) {
+            let mx = |pref, host: &str| RData::MX(MX::new(pref, name(host)));
+            let a = |ip: [u8; 4]| RData::A(A(Ipv4Addr::from(ip)));
+            match (qname, qtype) {
+                ("gone.test.", _) => (ResponseCode::NXDomain, vec![]),
+                ("mx.test.", RecordType::MX) => (
+                    ResponseCode::NoError,
+                    vec![mx(20, "b.mx.test."), mx(10, "a.mx.test.")],
+                ),
+                ("null.test.", RecordType::MX) => (ResponseCode::NoError, vec![mx(0, ".")]),
+                ("a.mx.test.", RecordType::A) | ("nomx.test.", RecordType::A) => {
+                    (ResponseCode::NoError, vec![a([127, 0, 0, 7])])
+                }
+                _ => (ResponseCode::NoError, vec![]),
+            }
+        }
+
+        pub async fn start() -> TokioResolver {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            let addr = socket.local_addr().expect("addr");
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                    let Ok(query) = Message::from_vec(&buf[..n]) else {
+                        continue;
+                    };
+                    let Some(q) = query.queries().first().cloned() else {
+                        continue;
+                    };
+                    let qname = q.name().to_ascii().to_ascii_lowercase();
+                    let (code, rdatas) = answer(&qname, q.query_type());
+                    let mut reply = Message::new();
+                    reply
+                        .set_id(query.id())
+                        .set_message_type(MessageType::Response)
+                        .set_op_code(query.op_code())
+                        .set_recursion_desired(query.recursion_desired())
+                        .set_recursion_available(true)
+                        .set_response_code(code)
+                        .add_query(q.clone());
+                    for rdata in rdatas {
+                        reply.add_answer(Record::from_rdata(q.name().clone(), 60, rdata));
+                    }
+                    if let Ok(bytes) = reply.to_vec() {
+                        let _ = socket.send_to(&bytes, peer).await;
+                    }
+                }
+            });
+            let mut config = ResolverConfig::new();
+            config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
+            let mut builder =
+                TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+            let opts = builder.options_mut();
+            opts.attempts = 1;
+            opts.timeout = Duration::from_secs(2);
+            opts.use_hosts_file = ResolveHosts::Never;
+            builder.build()
+        }
+    }
+
+    #[tokio::test]
+    async fn mx_lookups_through_dns() {
+        let resolver = fake_dns::start().await;
+        let none = BTreeMap::new();
+        let resolve = |domain: &'static str| resolve(&none, Some(&resolver), domain, 25);
+
+        let hops = |route| match route {
+            Route::Hops(h) => h.into_iter().map(|h: Hop| h.host).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            hops(resolve("mx.test").await.expect("mx")),
+            ["a.mx.test", "b.mx.test"]
+        );
+        // No MX: the domain itself (RFC 5321 §5.1).
+        assert_eq!(
+            hops(resolve("nomx.test").await.expect("implicit")),
+            ["nomx.test"]
+        );
+        assert!(matches!(
+            resolve("null.test").await.expect("null MX"),
+            Route::NoMail {
+                status: "5.1.10",
+                ..
+            }
+        ));
+        assert!(matches!(
+            resolve("gone.test").await.expect("NXDOMAIN"),
+            Route::NoMail {
+                status: "5.1.2",
+                ..
+            }
+        ));
+
+        let a = Hop {
+            host: "a.mx.test".into(),
+            port: 2525,
+        };
+        assert_eq!(
+            addresses(&a, Some(&resolver)).await.expect("A"),
+            [SocketAddr::from(([127, 0, 0, 7], 2525))]
+        );
+        let ip = Hop {
+            host: "127.0.0.9".into(),
+            port: 26,
+        };
+        assert_eq!(
+            addresses(&ip, None).await.expect("literal"),
+            [SocketAddr::from(([127, 0, 0, 9], 26))]
+        );
+    }
 }
