@@ -372,12 +372,22 @@ impl Runner {
         let config = &self.ctx.config;
         let store = &self.ctx.store;
         let now = unix_now();
-        let mut delivered = Vec::new();
+        // Delivered recipients are recorded first: if the store fails after that, the worst case is a
+        // repeated attempt for the others, never a second copy to someone who has the message.
+        let delivered: Vec<i64> = recipients
+            .iter()
+            .zip(&attempts)
+            .filter(|(_, a)| matches!(a, Attempt::Delivered { .. }))
+            .map(|(r, _)| r.id)
+            .collect();
+        if !delivered.is_empty() {
+            store.queue_delivered(&delivered)?;
+        }
         let mut failed = Vec::new();
         let mut failures = Vec::new();
         for (r, a) in recipients.iter().zip(attempts) {
             match a {
-                Attempt::Delivered { .. } => delivered.push(r.id),
+                Attempt::Delivered { .. } => {}
                 Attempt::Deferred {
                     host,
                     error,
@@ -417,9 +427,6 @@ impl Runner {
                     failures.push(f);
                 }
             }
-        }
-        if !delivered.is_empty() {
-            store.queue_delivered(&delivered)?;
         }
         if let (false, Some(first)) = (failed.is_empty(), recipients.first()) {
             let report = dsn::Report {
