@@ -53,7 +53,7 @@ pub fn backoff_secs(attempts: u32, initial: u64, max: u64) -> u64 {
 /// Runs outbound delivery until `shutdown`. The server spawns it once beside the mail listeners.
 ///
 /// Whoever queues mail wakes it with `ctx.outbound_kick.notify_one()` (a permit is kept when the runner is busy,
-/// so no kick is lost); without a kick it still looks at the queue every [`POLL`].
+/// so no kick is lost); without a kick it still looks at the queue every `POLL` (2 s).
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let resolver = match TokioResolver::builder_tokio() {
         Ok(builder) => Some(Arc::new(builder.build())),
