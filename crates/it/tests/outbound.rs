@@ -289,6 +289,12 @@ async fn a_temporary_failure_is_retried() -> Result<()> {
     ensure!(deferred.recipient == "bob@other.test", "{deferred:?}");
     let error = deferred.last_error.clone().unwrap_or_default();
     ensure!(error.contains("451 4.3.0 try again later"), "{error:?}");
+    // The first retry is `retry_initial_secs` after the failed attempt.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let wait = deferred.next_attempt - now;
+    ensure!((3590..=3600).contains(&wait), "next attempt in {wait} s");
 
     let listing = msgr_mail(&a, &["queue"]).await?;
     let mut lines = listing.lines();
