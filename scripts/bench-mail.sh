@@ -8,7 +8,7 @@
 # Installs Postfix from Debian's packages if missing and reconfigures the machine's Postfix to
 # listen on 127.0.0.1:2626 (loopback only) and deliver bench.test to a Maildir: run it on a
 # development or benchmark machine, not on a mail server. Needs root for that.
-# Usage: scripts/bench-mail.sh [SENDERS] [MESSAGES] [SIZE]
+# Usage: scripts/bench-mail.sh [SENDERS] [MESSAGES] [SIZE]   (NO_BUILD=1: use the release binaries as built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SENDERS=${1:-20}
@@ -29,9 +29,9 @@ postconf -e inet_interfaces=loopback-only inet_protocols=ipv4 myhostname=bench.t
 postconf -Me "${PF_PORT}/inet=${PF_PORT} inet n - n - - smtpd"
 postfix stop >/dev/null 2>&1 || true
 postfix start >/dev/null 2>&1
-trap 'postfix stop >/dev/null 2>&1 || true; [ -n "${MSGR_PID:-}" ] && kill "$MSGR_PID" 2>/dev/null || true' EXIT
+trap 'postfix stop >/dev/null 2>&1 || true; [ -n "${MSGR_PID:-}" ] && kill "$MSGR_PID" 2>/dev/null; rm -rf "${DATA:-/nonexistent}"' EXIT
 
-cargo build --release -q -p msgr -p msgr-load
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p msgr -p msgr-load
 DATA=$(mktemp -d /tmp/msgr-bench-mail.XXXXXX)
 target/release/msgr --data "$DATA" user add bench@bench.test --password password >/dev/null
 for i in $(seq 0 $((SENDERS - 1))); do
@@ -43,11 +43,16 @@ allow_plaintext_auth = true
 max_connections_per_ip = 2000
 max_connections = 5000
 TOML
-target/release/msgr --config "$DATA/msgr.toml" --data "$DATA" serve --msnp 127.0.0.1:0 --http 127.0.0.1:0 \
-    --https 127.0.0.1:0 --smtp 127.0.0.1:2525 --submission off --submissions off \
-    --pop3 127.0.0.1:2110 --pop3s off 2>"$DATA/serve.log" &
-MSGR_PID=$!
-for _ in $(seq 50); do grep -q 'listening pop3=' "$DATA/serve.log" && break; sleep 0.1; done
+# Starts msgr on DATA in the background (MSGR_PID), with the mail ports fixed and the rest on port 0.
+start_msgr() {
+    target/release/msgr --config "$DATA/msgr.toml" --data "$DATA" serve --msnp 127.0.0.1:0 \
+        --http 127.0.0.1:0 --https 127.0.0.1:0 --smtp 127.0.0.1:2525 --submission off \
+        --submissions off --pop3 127.0.0.1:2110 --pop3s off 2>"$DATA/serve.log" &
+    MSGR_PID=$!
+    for _ in $(seq 50); do grep -q 'listening pop3=' "$DATA/serve.log" && break; sleep 0.1; done
+}
+stop_msgr() { kill "$MSGR_PID"; wait "$MSGR_PID" || true; MSGR_PID=; }
+start_msgr
 
 load=target/release/msgr-load
 echo "== SMTP: $SENDERS senders, $MESSAGES messages of $SIZE bytes, one run each, same machine"
@@ -59,6 +64,9 @@ for round in 1 2; do
 done
 echo "== POP3: $SENDERS sessions downloading their maildrops (filled above)"
 $load pop3 --addr 127.0.0.1:2110 --user 'user{}@bench.test' --sessions "$SENDERS" --label msgr
-echo "== Memory per idle session"
-$load mail-idle --addr 127.0.0.1:2525 --protocol smtp --count 2000 --server-pid "$MSGR_PID"
-$load mail-idle --addr 127.0.0.1:2110 --protocol pop3 --count 2000 --server-pid "$MSGR_PID"
+echo "== Memory per idle session (a fresh server for each protocol: freed memory would be reused)"
+for proto in smtp pop3; do
+    stop_msgr; start_msgr
+    port=2525; [ "$proto" = pop3 ] && port=2110
+    $load mail-idle --addr "127.0.0.1:$port" --protocol "$proto" --count 2000 --server-pid "$MSGR_PID"
+done
