@@ -377,31 +377,24 @@ pub(crate) fn write_plan(transport: Transport, triggers: usize, out_len: usize) 
     }
 }
 
-/// Where each server command in `out` ends: after its CRLF, or after its payload for a
-/// payload command (`MSG`, `NOT`, `UBX`, `GCF`, `IPG`: the length is the last parameter).
-/// `None` if `out` does not parse as whole commands (never for what sessions write; the
-/// caller then writes it in one piece).
-pub(crate) fn command_ends(out: &[u8]) -> Option<Vec<usize>> {
-    let mut ends = Vec::new();
-    let mut pos = 0;
-    while pos < out.len() {
-        let lf = pos + out[pos..].windows(2).position(|w| w == b"\r\n")?;
-        let line = std::str::from_utf8(&out[pos..lf]).ok()?;
-        let command = line.split(' ').next().unwrap_or_default();
-        let mut end = lf + 2;
-        // Server output only ever holds payload commands in the dialects that have them, so
-        // the codec's liberal (no dialect) reading of the table is exact here.
-        if payload_command(command, Peer::Server, None) {
-            let len: usize = line.rsplit(' ').next()?.parse().ok()?;
-            end = end.checked_add(len)?;
-        }
-        if end > out.len() {
-            return None;
-        }
-        ends.push(end);
-        pos = end;
+/// Where the server command that starts at `pos` in `out` ends: after its CRLF, or after its
+/// payload for a payload command (`MSG`, `NOT`, `UBX`, `GCF`, `IPG`: the length is the last
+/// parameter). `None` if `out` does not parse as whole commands there (never for what
+/// sessions write; the caller then writes the rest in one piece). No allocation: it runs for
+/// every light round, the relay's included.
+pub(crate) fn command_end(out: &[u8], pos: usize) -> Option<usize> {
+    let rest = out.get(pos..)?;
+    let lf = pos + rest.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&out[pos..lf]).ok()?;
+    let command = line.split(' ').next().unwrap_or_default();
+    let mut end = lf + 2;
+    // Server output only ever holds payload commands in the dialects that have them, so the
+    // codec's liberal (no dialect) reading of the table is exact here.
+    if payload_command(command, Peer::Server, None) {
+        let len: usize = line.rsplit(' ').next()?.parse().ok()?;
+        end = end.checked_add(len)?;
     }
-    Some(ends)
+    (end <= out.len()).then_some(end)
 }
 
 /// Writes a round's output by `plan`.
@@ -410,19 +403,16 @@ async fn write_round<W: AsyncWrite + Unpin>(
     out: &[u8],
     plan: WritePlan,
 ) -> std::io::Result<()> {
-    let ends = match plan {
-        WritePlan::PerCommand => command_ends(out),
-        WritePlan::Coalesced => None,
-    };
-    let Some(ends) = ends.filter(|e| e.len() > 1) else {
-        return wr.write_all(out).await;
-    };
     let mut start = 0;
-    for end in ends {
-        wr.write_all(&out[start..end]).await?;
-        start = end;
+    if plan == WritePlan::PerCommand {
+        // Each command its own write, up to the last one (or anything that does not parse),
+        // which goes with the final write below.
+        while let Some(end) = command_end(out, start).filter(|&e| e < out.len()) {
+            wr.write_all(&out[start..end]).await?;
+            start = end;
+        }
     }
-    Ok(())
+    wr.write_all(&out[start..]).await
 }
 
 #[cfg(test)]
@@ -457,6 +447,16 @@ mod tests {
             write_plan(Transport::HttpGateway, 1, 30),
             WritePlan::Coalesced
         );
+    }
+
+    fn command_ends(out: &[u8]) -> Option<Vec<usize>> {
+        let mut ends = Vec::new();
+        let mut pos = 0;
+        while pos < out.len() {
+            pos = command_end(out, pos)?;
+            ends.push(pos);
+        }
+        Some(ends)
     }
 
     #[test]
