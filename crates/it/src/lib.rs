@@ -174,6 +174,8 @@ impl TestServer {
                 submissions: Some(loopback),
                 pop3: Some(loopback),
                 pop3s: Some(loopback),
+                imap: Some(loopback),
+                imaps: Some(loopback),
                 ..opts.mail.unwrap_or_else(|| MailConfig {
                     allow_plaintext_auth: true,
                     ..MailConfig::default()
@@ -294,6 +296,8 @@ impl TestServer {
                 submissions: self.addrs.mail.submissions,
                 pop3: self.addrs.mail.pop3,
                 pop3s: self.addrs.mail.pop3s,
+                imap: self.addrs.mail.imap,
+                imaps: self.addrs.mail.imaps,
                 ..self.config.mail.clone()
             },
             ..self.config.clone()

@@ -315,6 +315,10 @@ impl Serve {
             "127.0.0.1:0",
             "--pop3s",
             "127.0.0.1:0",
+            "--imap",
+            "127.0.0.1:0",
+            "--imaps",
+            "127.0.0.1:0",
         ])
         // The most talkative level: a secret logged anywhere would show up.
         .env("RUST_LOG", "debug")
@@ -410,7 +414,15 @@ async fn serve_logs_listeners_serves_logins_and_stops_on_sigterm() -> Result<()>
     for a in [msnp, http, https] {
         ensure!(a.ip().is_loopback() && a.port() != 0, "bound {a}");
     }
-    for what in ["smtp", "submission", "submissions", "pop3", "pop3s"] {
+    for what in [
+        "smtp",
+        "submission",
+        "submissions",
+        "pop3",
+        "pop3s",
+        "imap",
+        "imaps",
+    ] {
         let a = serve.listening(what).await?;
         ensure!(a.ip().is_loopback() && a.port() != 0, "{what} bound {a}");
     }

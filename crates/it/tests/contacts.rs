@@ -392,6 +392,10 @@ async fn spawn_serve(data: &std::path::Path) -> Result<(tokio::process::Child, m
             "off",
             "--pop3s",
             "off",
+            "--imap",
+            "off",
+            "--imaps",
+            "off",
         ])
         .env_remove("MSGR_CONFIG")
         .env_remove("MSGR_DATA")

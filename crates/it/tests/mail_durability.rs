@@ -36,6 +36,7 @@ async fn spawn_serve(data: &Path) -> Result<(tokio::process::Child, SocketAddr)>
             "127.0.0.1:0",
         ])
         .args(["--pop3", "127.0.0.1:0", "--pop3s", "127.0.0.1:0"])
+        .args(["--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0"])
         .env_remove("MSGR_CONFIG")
         .env_remove("MSGR_DATA")
         .env("RUST_LOG", "info")

@@ -20,6 +20,13 @@ pub struct MailConfig {
     pub pop3: Option<SocketAddr>,
     /// POP3 over implicit TLS (port 995 in production).
     pub pop3s: Option<SocketAddr>,
+    /// IMAP with STARTTLS (port 143 in production).
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS (port 993 in production).
+    pub imaps: Option<SocketAddr>,
+    /// Seconds a logged-in IMAP session may stay silent, `IDLE` included (RFC 9051 §5.4: at least 30
+    /// minutes). Before login `greeting_timeout_secs` applies.
+    pub imap_timeout_secs: u64,
     /// The name this server gives itself in greetings, `Received` headers and bounces. Defaults to the
     /// server's `public_host`, else `localhost`.
     pub hostname: Option<String>,
@@ -76,6 +83,9 @@ impl Default for MailConfig {
             submissions: loopback(2465),
             pop3: loopback(2110),
             pop3s: loopback(2995),
+            imap: loopback(2143),
+            imaps: loopback(2993),
+            imap_timeout_secs: 30 * 60,
             hostname: None,
             domains: Vec::new(),
             routes: BTreeMap::new(),
@@ -103,6 +113,11 @@ impl Default for MailConfig {
 impl MailConfig {
     pub fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.command_timeout_secs)
+    }
+    /// The IMAP autologout timer, never under RFC 9051's thirty minutes unless configured lower for
+    /// tests.
+    pub fn imap_timeout(&self) -> Duration {
+        Duration::from_secs(self.imap_timeout_secs.max(1))
     }
     pub fn greeting_timeout(&self) -> Duration {
         Duration::from_secs(self.greeting_timeout_secs)

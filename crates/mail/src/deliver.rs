@@ -6,6 +6,7 @@
 //! blocking pool and answers each. The answer is `Ok` only after the store made the batch durable, which
 //! is what lets SMTP say `250` (and POP3, IMAP `APPEND`, the web compose acknowledge) at that moment.
 
+use crate::notify::{MailEvent, MailEventKind, Notifier};
 use msgr_store::{Delivered, Delivery, MailStore, Store, StoreError};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -51,16 +52,19 @@ impl Deliverer {
     ///
     /// The queue holds `4 × max_batch` deliveries: enough for the next batch to gather while one commits;
     /// beyond that senders wait for room, which is the back-pressure that keeps memory bounded.
+    ///
+    /// Every stored copy is announced on `notify` after the commit (IMAP IDLE, later Messenger).
     pub fn start(
         store: Arc<Store>,
         max_batch: usize,
         default_quota: u64,
+        notify: Arc<Notifier>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Deliverer {
         let max_batch = max_batch.max(1);
         let (jobs, rx) = mpsc::channel(max_batch * 4);
-        tracker.spawn(owner(store, rx, max_batch, default_quota, shutdown));
+        tracker.spawn(owner(store, rx, max_batch, default_quota, notify, shutdown));
         Deliverer { jobs }
     }
 
@@ -82,6 +86,7 @@ async fn owner(
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     default_quota: u64,
+    notify: Arc<Notifier>,
     shutdown: CancellationToken,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
@@ -94,11 +99,11 @@ async fn owner(
                 while let Some(job) = rx.recv().await {
                     jobs.push(job);
                     if jobs.len() == max_batch {
-                        commit(&store, std::mem::take(&mut jobs), default_quota).await;
+                        commit(&store, std::mem::take(&mut jobs), default_quota, &notify).await;
                     }
                 }
                 if !jobs.is_empty() {
-                    commit(&store, std::mem::take(&mut jobs), default_quota).await;
+                    commit(&store, std::mem::take(&mut jobs), default_quota, &notify).await;
                 }
                 return;
             }
@@ -107,13 +112,13 @@ async fn owner(
             // Every handle is gone: nobody can deliver any more.
             return;
         }
-        commit(&store, std::mem::take(&mut jobs), default_quota).await;
+        commit(&store, std::mem::take(&mut jobs), default_quota, &notify).await;
         jobs.reserve(max_batch);
     }
 }
 
 /// One transaction for `jobs`, then one answer each.
-async fn commit(store: &Arc<Store>, jobs: Vec<Job>, default_quota: u64) {
+async fn commit(store: &Arc<Store>, jobs: Vec<Job>, default_quota: u64, notify: &Notifier) {
     let (batch, replies): (Vec<Delivery>, Vec<_>) =
         jobs.into_iter().map(|j| (j.delivery, j.reply)).unzip();
     let size = batch.len();
@@ -122,6 +127,19 @@ async fn commit(store: &Arc<Store>, jobs: Vec<Job>, default_quota: u64) {
     match outcome {
         Ok(Ok(results)) if results.len() == size => {
             for (reply, result) in replies.into_iter().zip(results) {
+                // Durable now: the mailboxes' listeners may look.
+                if let Ok(delivered) = &result {
+                    for m in &delivered.stored {
+                        notify.publish(MailEvent {
+                            account: m.account.clone(),
+                            kind: MailEventKind::Arrived {
+                                folder: m.folder.clone(),
+                                special: m.special,
+                                uid: m.uid,
+                            },
+                        });
+                    }
+                }
                 // A sender that gave up (its connection dropped) just does not hear the answer.
                 let _ = reply.send(result.map_err(DeliverError::from));
             }

@@ -6,8 +6,10 @@
 
 pub mod config;
 pub mod deliver;
+pub mod imap;
 mod listen;
 pub mod mime;
+pub mod notify;
 pub mod outbound;
 pub mod pop3;
 mod server;
@@ -75,8 +77,29 @@ pub struct Context {
     pub maildrop_locks: pop3::MaildropLocks,
     /// The group-commit delivery task's handle: every message stored by a session goes through it.
     pub deliverer: Deliverer,
-    /// Cancelled when the server shuts down: sessions say goodbye (`421`, `-ERR`) and close.
+    /// Who hears that a mailbox changed (IMAP sessions, later the hub); see [`notify`].
+    pub notify: Arc<notify::Notifier>,
+    /// Told when a message moves into or out of `Junk` (the spam filter's training, a later issue). Unset:
+    /// nobody listens.
+    pub junk_hook: std::sync::OnceLock<Arc<dyn JunkHook>>,
+    /// Cancelled when the server shuts down: sessions say goodbye (`421`, `-ERR`, `* BYE`) and close.
     pub shutdown: CancellationToken,
+}
+
+/// Which way a message crossed the `Junk` folder's boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JunkMove {
+    /// The user says it is spam (moved or copied into `Junk`).
+    IntoJunk,
+    /// The user says it is not spam (moved out of `Junk` to another folder).
+    OutOfJunk,
+}
+
+/// The spam filter's hook: called after an IMAP `COPY`/`MOVE` into or out of `Junk` is durable, with the
+/// account and the messages' raw-bytes-bearing identities (folder id and UID where they are now).
+/// Implementations must not block (hand the work to a task of their own).
+pub trait JunkHook: Send + Sync + 'static {
+    fn moved(&self, account: &str, direction: JunkMove, folder_id: i64, uids: &[u32]);
 }
 
 impl Context {
@@ -94,10 +117,12 @@ impl Context {
             .clone()
             .or(public_host)
             .unwrap_or_else(|| "localhost".to_owned());
+        let notify = Arc::new(notify::Notifier::default());
         let deliverer = Deliverer::start(
             store.clone(),
             config.group_commit_max,
             config.quota_bytes,
+            notify.clone(),
             shutdown.clone(),
             tracker,
         );
@@ -110,6 +135,8 @@ impl Context {
             outbound_kick: tokio::sync::Notify::new(),
             maildrop_locks: Default::default(),
             deliverer,
+            notify,
+            junk_hook: std::sync::OnceLock::new(),
             shutdown,
         })
     }

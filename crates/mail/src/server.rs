@@ -1,4 +1,4 @@
-//! [`MailServer`]: binds the mail listeners (SMTP MX, submission, submissions, POP3, POP3S), runs their
+//! [`MailServer`]: binds the mail listeners (SMTP MX, submission, submissions, POP3, POP3S, IMAP, IMAPS), runs their
 //! accept loops, the group-commit task and outbound delivery, and stops them all on one token.
 
 use crate::listen::{self, Limiter, Listener};
@@ -18,6 +18,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const SMTP_REFUSAL: &[u8] = b"421 4.7.0 Error: too many connections\r\n";
 /// What refused POP3 connections hear instead of the greeting.
 const POP3_REFUSAL: &[u8] = b"-ERR [SYS/TEMP] too many connections\r\n";
+/// What refused IMAP connections hear instead of the greeting (RFC 3501 §7.1.5: `BYE` as greeting).
+const IMAP_REFUSAL: &[u8] = b"* BYE [UNAVAILABLE] too many connections\r\n";
 
 /// Why the mail side could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,8 @@ pub struct MailAddrs {
     pub submissions: Option<SocketAddr>,
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
 }
 
 /// Which protocol a listener speaks.
@@ -45,6 +49,7 @@ pub struct MailAddrs {
 enum Kind {
     Smtp(Mode),
     Pop3 { implicit_tls: bool },
+    Imap { implicit_tls: bool },
 }
 
 /// The mail side with its listeners bound, ready to run.
@@ -80,6 +85,14 @@ impl MailServer {
                 },
             ),
             ("pop3s", config.pop3s, Kind::Pop3 { implicit_tls: true }),
+            (
+                "imap",
+                config.imap,
+                Kind::Imap {
+                    implicit_tls: false,
+                },
+            ),
+            ("imaps", config.imaps, Kind::Imap { implicit_tls: true }),
         ];
         let mut listeners = Vec::new();
         let mut addrs = MailAddrs::default();
@@ -93,7 +106,9 @@ impl MailServer {
                 "submission" => &mut addrs.submission,
                 "submissions" => &mut addrs.submissions,
                 "pop3" => &mut addrs.pop3,
-                _ => &mut addrs.pop3s,
+                "pop3s" => &mut addrs.pop3s,
+                "imap" => &mut addrs.imap,
+                _ => &mut addrs.imaps,
             } = Some(bound);
             listeners.push((kind, what, listener));
         }
@@ -138,9 +153,12 @@ impl MailServer {
         for (kind, name, listener) in listeners {
             let ctx = ctx.clone();
             let refusal = match kind {
-                Kind::Smtp(Mode::Submissions) | Kind::Pop3 { implicit_tls: true } => &b""[..],
+                Kind::Smtp(Mode::Submissions)
+                | Kind::Pop3 { implicit_tls: true }
+                | Kind::Imap { implicit_tls: true } => &b""[..],
                 Kind::Smtp(_) => SMTP_REFUSAL,
                 Kind::Pop3 { .. } => POP3_REFUSAL,
+                Kind::Imap { .. } => IMAP_REFUSAL,
             };
             let l = Listener {
                 name,
@@ -159,6 +177,9 @@ impl MailServer {
                             Kind::Smtp(mode) => smtp::serve(stream, ctx, peer, mode).await,
                             Kind::Pop3 { implicit_tls } => {
                                 crate::pop3::serve_tcp(stream, ctx, peer, implicit_tls, token).await
+                            }
+                            Kind::Imap { implicit_tls } => {
+                                crate::imap::serve_tcp(stream, ctx, peer, implicit_tls, token).await
                             }
                         }
                     }

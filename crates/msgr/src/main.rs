@@ -122,6 +122,12 @@ struct ServeArgs {
     /// POP3 over implicit TLS, or "off" [default: 127.0.0.1:2995].
     #[arg(long, value_name = "ADDR|off")]
     pop3s: Option<String>,
+    /// IMAP listener with STARTTLS, or "off" [default: 127.0.0.1:2143; port 143 in production].
+    #[arg(long, value_name = "ADDR|off")]
+    imap: Option<String>,
+    /// IMAP over implicit TLS, or "off" [default: 127.0.0.1:2993; port 993 in production].
+    #[arg(long, value_name = "ADDR|off")]
+    imaps: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +231,8 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
     mail.submissions = listener_flag(args.submissions, mail.submissions)?;
     mail.pop3 = listener_flag(args.pop3, mail.pop3)?;
     mail.pop3s = listener_flag(args.pop3s, mail.pop3s)?;
+    mail.imap = listener_flag(args.imap, mail.imap)?;
+    mail.imaps = listener_flag(args.imaps, mail.imaps)?;
     if args.public_host.is_some() {
         config.public_host = args.public_host;
     }

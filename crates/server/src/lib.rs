@@ -264,6 +264,8 @@ impl Server {
             mail.submissions,
             mail.pop3,
             mail.pop3s,
+            mail.imap,
+            mail.imaps,
         ]
         .iter()
         .any(Option::is_some);

@@ -292,6 +292,10 @@ impl MailStore for Store {
         delegate!(self, s => s.message_raw(folder_id, uid))
     }
 
+    fn folder_version(&self, folder_id: i64) -> Result<Option<(u32, u64)>> {
+        delegate!(self, s => s.folder_version(folder_id))
+    }
+
     fn store_flags(
         &self,
         folder_id: i64,

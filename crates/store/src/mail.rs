@@ -335,6 +335,11 @@ pub trait MailStore: Send + Sync {
     /// The raw bytes of one message, `None` if there is no such UID (any more).
     fn message_raw(&self, folder_id: i64, uid: u32) -> crate::Result<Option<Vec<u8>>>;
 
+    /// A folder's `(UIDNEXT, HIGHESTMODSEQ)`, `None` if the folder is gone. Every change to the folder's
+    /// messages (delivery, flags, expunge, copy, move) moves one of them, so an IMAP session compares this
+    /// cheap pair before re-reading the folder.
+    fn folder_version(&self, folder_id: i64) -> crate::Result<Option<(u32, u64)>>;
+
     /// Changes the flags and keywords of the given messages; each changed message takes the folder's next
     /// modification sequence. Returns the messages that exist, with their flags afterwards.
     fn store_flags(

@@ -956,6 +956,7 @@ impl Session {
             .map(|m| m.uid)
             .collect();
         let (folder_id, account) = (md.folder_id, md.account.clone());
+        let had_seen = !seen.is_empty();
         let result = if deleted.is_empty() && seen.is_empty() {
             Ok(Ok((0, None)))
         } else {
@@ -979,6 +980,12 @@ impl Session {
             .await
         };
         std::mem::drop(md);
+        if matches!(&result, Ok(Ok((removed, None))) if *removed > 0 || had_seen)
+            || matches!(&result, Ok(Ok((_, Some(_)))))
+        {
+            // Durable: IMAP sessions on the same Inbox see the expunges and the new \Seen flags.
+            self.ctx.notify.changed(&account);
+        }
         match result {
             Ok(Ok((removed, flag_error))) => {
                 if let Some(e) = flag_error {

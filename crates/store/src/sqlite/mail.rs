@@ -506,6 +506,15 @@ impl MailStore for SqliteStore {
         })
     }
 
+    fn folder_version(&self, folder_id: i64) -> Result<Option<(u32, u64)>> {
+        self.with_reader(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT uidnext, highest_modseq FROM mail_folders WHERE id = ?1")?
+                .query_row([folder_id], |r| Ok((to_u32(r.get(0)?), to_u64(r.get(1)?))))
+                .optional()?)
+        })
+    }
+
     fn store_flags(
         &self,
         folder_id: i64,

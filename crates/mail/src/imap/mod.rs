@@ -1,0 +1,35 @@
+//! IMAP4rev1 (RFC 3501) sessions over the mail store, with the extensions modern clients expect:
+//! `LITERAL+`, `SASL-IR`, `IDLE`, `UIDPLUS`, `MOVE`, `UNSELECT`, `NAMESPACE`, `ID`, `ENABLE`,
+//! `SPECIAL-USE`, `CONDSTORE` and `ESEARCH`.
+//!
+//! Layers, outermost first:
+//! - [`serve_tcp`] (what the listeners call): the implicit TLS handshake on the `imaps` port, `STARTTLS`
+//!   on the `imap` port (the loop hands the socket back out and runs again over TLS with empty buffers,
+//!   so plaintext pipelined behind `STARTTLS` is never taken as if it came over TLS);
+//! - the session loop ([`session`]), generic over its stream: reads, frames whole commands
+//!   ([`frame`]: line and literal caps before allocation), parses them with imap-codec (plus [`ext`] for
+//!   the syntax imap-codec 1.0 lacks), runs them against the store, writes responses; per-state idle
+//!   timers; `IDLE` waits on the account's change [`Subscription`](crate::notify::Subscription);
+//! - the selected mailbox's view ([`session::Selected`]): message sequence numbers, the flags the client
+//!   was told, and the diff against the store that becomes untagged `EXISTS`/`EXPUNGE`/`FETCH`;
+//! - pure parts: MIME sections, `BODYSTRUCTURE`, `ENVELOPE` ([`mime`]), `SEARCH` ([`search`]), string
+//!   serialisation ([`write`]).
+//!
+//! Concurrency: any number of sessions may select the same mailbox. Every write (any session's, SMTP
+//! delivery, POP3) bumps the folder's UIDNEXT or HIGHESTMODSEQ and is published on
+//! [`Notifier`](crate::notify::Notifier); a session compares that pair before each command (and at
+//! once while in `IDLE`) and re-reads the folder only when it moved. `EXPUNGE` responses are held back
+//! during commands that use sequence numbers (RFC 3501 §7.4.1), so numbering never shifts under a
+//! client.
+//!
+//! `\Recent` is not kept (RFC 9051 removed it): `RECENT` is always 0.
+
+pub mod ext;
+mod fetch;
+pub mod frame;
+pub mod mime;
+pub mod search;
+mod session;
+pub mod write;
+
+pub use session::{serve, serve_tcp};
