@@ -540,3 +540,92 @@ async fn authentication_rules() -> Result<()> {
     ensure!(r[0].starts_with("* ID (\"name\" \"msgr\""), "{r:?}");
     Ok(())
 }
+
+/// A second independent client, the Rust crate `async-imap`: a full session through its typed API,
+/// `IDLE` woken by SMTP delivery included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_imap_full_session() -> Result<()> {
+    use futures_util::TryStreamExt;
+    let server = start(true).await?;
+    let tcp = TcpStream::connect(imap(&server)).await?;
+    let mut client = async_imap::Client::new(tcp);
+    client.read_response().await?.context("no greeting")?;
+    let mut session = client
+        .login(ALICE, PASSWORD)
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("login: {e}"))?;
+    session.create("Lists").await?;
+    let names: Vec<String> = session
+        .list(Some(""), Some("*"))
+        .await?
+        .map_ok(|n| n.name().to_owned())
+        .try_collect()
+        .await?;
+    for want in ["INBOX", "Sent", "Drafts", "Junk", "Trash", "Lists"] {
+        ensure!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    let first = b"From: bob@example.com\r\nSubject: hello\r\n\r\nfirst body\r\n";
+    let second = b"From: carol@example.com\r\nSubject: again\r\n\r\nsecond body\r\n";
+    session
+        .append("INBOX", Some("(\\Seen)"), None, first)
+        .await?;
+    session.append("INBOX", None, None, second).await?;
+    let inbox = session.select("INBOX").await?;
+    ensure!(inbox.exists == 2, "{inbox:?}");
+    ensure!(inbox.uid_next == Some(3), "{inbox:?}");
+    let fetched: Vec<_> = session
+        .fetch(
+            "1:*",
+            "(UID FLAGS BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODYSTRUCTURE)",
+        )
+        .await?
+        .try_collect()
+        .await?;
+    ensure!(fetched.len() == 2, "{fetched:?}");
+    ensure!(fetched[0].uid == Some(1));
+    ensure!(fetched[0]
+        .header()
+        .is_some_and(|h| h.ends_with(b"Subject: hello\r\n\r\n")));
+    ensure!(fetched[1].text() == Some(&b"second body\r\n"[..]));
+    ensure!(fetched[1].bodystructure().is_some());
+    ensure!(fetched[0]
+        .flags()
+        .any(|f| matches!(f, async_imap::types::Flag::Seen)));
+    let unseen = session.search("UNSEEN").await?;
+    ensure!(unseen.len() == 1 && unseen.contains(&2), "{unseen:?}");
+    let stored: Vec<_> = session
+        .store("2", "+FLAGS (\\Flagged)")
+        .await?
+        .try_collect()
+        .await?;
+    ensure!(stored.len() == 1, "{stored:?}");
+    session.copy("1", "Lists").await?;
+    session.uid_mv("2", "Trash").await?;
+    let left = session.search("ALL").await?;
+    ensure!(left.len() == 1, "{left:?}");
+
+    // IDLE: SMTP delivers, the client wakes with new data.
+    let mut idle = session.idle();
+    idle.init().await?;
+    let smtp = server.addrs.mail.smtp.unwrap();
+    let sender = tokio::spawn(async move { smtp_send(smtp, ALICE, "while idle").await });
+    let (wait, _stop) = idle.wait();
+    let woke = tokio::time::timeout(TIMEOUT, wait).await??;
+    ensure!(
+        matches!(woke, async_imap::extensions::idle::IdleResponse::NewData(_)),
+        "{woke:?}"
+    );
+    sender.await??;
+    let mut session = idle.done().await?;
+    let all = session.search("ALL").await?;
+    ensure!(all.len() == 2, "{all:?}");
+    session
+        .store("1", "+FLAGS (\\Deleted)")
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?;
+    let expunged: Vec<_> = session.expunge().await?.try_collect().await?;
+    ensure!(expunged == vec![1], "{expunged:?}");
+    session.logout().await?;
+    Ok(())
+}
