@@ -72,6 +72,31 @@ pub struct MailConfig {
     pub outbound_timeout_secs: u64,
     /// Port outbound delivery connects to on an MX host (25; tests use routes instead).
     pub outbound_port: u16,
+    /// `[mail.spam]`: the spam filter on the MX.
+    pub spam: SpamConfig,
+}
+
+/// `[mail.spam]`: how mail arriving at the MX is judged. Submission (signed-in senders) is never scored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpamConfig {
+    /// Whether the MX scores mail at all. Off: every message goes to the Inbox without spam headers.
+    pub enabled: bool,
+    /// The score at or above which a message goes to `Junk` (never dropped).
+    pub threshold: f64,
+    /// A directory with `ham.mbox` and `spam.mbox` to train the global model from at start, instead of the
+    /// small corpus built into msgr.
+    pub corpus: Option<std::path::PathBuf>,
+}
+
+impl Default for SpamConfig {
+    fn default() -> Self {
+        SpamConfig {
+            enabled: true,
+            threshold: msgr_spam::DEFAULT_THRESHOLD,
+            corpus: None,
+        }
+    }
 }
 
 impl Default for MailConfig {
@@ -106,6 +131,7 @@ impl Default for MailConfig {
             outbound_concurrency: 16,
             outbound_timeout_secs: 60,
             outbound_port: 25,
+            spam: SpamConfig::default(),
         }
     }
 }

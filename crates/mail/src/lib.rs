@@ -14,6 +14,7 @@ pub mod outbound;
 pub mod pop3;
 mod server;
 pub mod smtp;
+pub mod spam;
 
 pub use config::MailConfig;
 pub use deliver::{DeliverError, Deliverer};
@@ -71,6 +72,8 @@ pub struct Context {
     pub tls: tokio_rustls::TlsAcceptor,
     /// `config.hostname`, else the server's public host, else `localhost`.
     pub hostname: String,
+    /// The MX's spam filter with its global model; `None` when `[mail.spam] enabled = false`.
+    pub spam: Option<Arc<spam::SpamFilter>>,
     /// Woken when mail enters the outbound queue (or `msgr mail retry` asks), so delivery starts at once.
     pub outbound_kick: tokio::sync::Notify,
     /// The maildrops POP3 sessions hold (RFC 1939 §8: one session per maildrop). `Default::default()`.
@@ -112,6 +115,10 @@ impl Context {
             tls,
             public_host,
         } = deps;
+        let spam = config
+            .spam
+            .enabled
+            .then(|| Arc::new(spam::SpamFilter::from_config(&config.spam)));
         let hostname = config
             .hostname
             .clone()
@@ -132,6 +139,7 @@ impl Context {
             auth,
             tls: tokio_rustls::TlsAcceptor::from(tls),
             hostname,
+            spam,
             outbound_kick: tokio::sync::Notify::new(),
             maildrop_locks: Default::default(),
             deliverer,

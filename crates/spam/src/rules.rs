@@ -78,8 +78,8 @@ pub fn bayes_band(p: f64) -> Option<Hit> {
     Some(match p {
         p if p >= 0.999 => hit("BAYES_999", 6.0),
         p if p >= 0.99 => hit("BAYES_99", 5.0),
-        p if p >= 0.95 => hit("BAYES_95", 4.5),
-        p if p >= 0.80 => hit("BAYES_80", 3.0),
+        p if p >= 0.95 => hit("BAYES_95", 5.0),
+        p if p >= 0.80 => hit("BAYES_80", 3.5),
         p if p >= 0.60 => hit("BAYES_60", 1.5),
         p if p > 0.40 => return None,
         p if p > 0.20 => hit("BAYES_40", -0.5),
@@ -231,7 +231,7 @@ fn attachment_rules(msg: &Message<'_>, hits: &mut Vec<Hit>) {
 /// Header anomalies: fields every mail client writes and bulk mailers forget or forge.
 fn header_rules(msg: &Message<'_>, now: Option<i64>, hits: &mut Vec<Hit>) {
     match msg.from().and_then(|f| f.first()) {
-        None => hits.push(hit("MISSING_FROM", 1.5)),
+        None => hits.push(hit("MISSING_FROM", 1.0)),
         Some(a) => {
             if a.address.as_deref().is_none_or(|e| !e.contains('@')) {
                 hits.push(hit("FROM_NO_ADDRESS", 1.0));
@@ -245,13 +245,13 @@ fn header_rules(msg: &Message<'_>, now: Option<i64>, hits: &mut Vec<Hit>) {
         }
     }
     if msg.to().is_none() && msg.cc().is_none() {
-        hits.push(hit("MISSING_TO", 0.5));
+        hits.push(hit("MISSING_TO", 0.3));
     }
     if msg.message_id().is_none() {
-        hits.push(hit("MISSING_MESSAGE_ID", 0.8));
+        hits.push(hit("MISSING_MESSAGE_ID", 0.5));
     }
     match msg.date() {
-        None => hits.push(hit("MISSING_DATE", 0.8)),
+        None => hits.push(hit("MISSING_DATE", 0.5)),
         Some(d) if !d.is_valid() => hits.push(hit("INVALID_DATE", 1.0)),
         Some(d) => {
             if let Some(now) = now {

@@ -681,40 +681,85 @@ impl Session {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        let body_len = body.len();
         let raw = self.trace_headers(&tx, &id, now, body);
+        // Verdict headers go between our trace fields and the client's header, so `Return-Path` and
+        // `Received` stay on top as RFC 5321 §4.4 has them.
+        let (trace, message) = raw.split_at(raw.len() - body_len);
         let summary = mime::summarize(&raw);
-        let mut targets: Vec<LocalTarget> = tx
-            .local
-            .iter()
-            .map(|account| LocalTarget {
+        // Mail from strangers (the MX, no AUTH) is judged; what signed-in users send is theirs to send.
+        let verdicts = match (&self.account, &self.ctx.spam) {
+            (None, Some(filter)) => judge(filter.clone(), &raw, tx.local.len(), now).await,
+            _ => None,
+        };
+        // Recipients whose verdicts read the same share one stored copy of the bytes; the headers differ
+        // only when users' own training differs.
+        let mut groups: Vec<(String, Vec<LocalTarget>)> = Vec::new();
+        let mut junked = 0usize;
+        for (i, account) in tx.local.iter().enumerate() {
+            let verdict = verdicts.as_ref().and_then(|v| v.get(i));
+            let head = verdict.map(|v| v.header_lines()).unwrap_or_default();
+            let spam = verdict.is_some_and(|v| v.is_spam());
+            junked += usize::from(spam);
+            let target = LocalTarget {
                 account: account.clone(),
-                folder: FolderRef::Special(SpecialUse::Inbox),
+                // Never dropped: spam is kept where the user can look for a false positive.
+                folder: FolderRef::Special(if spam {
+                    SpecialUse::Junk
+                } else {
+                    SpecialUse::Inbox
+                }),
                 flags: Flags::empty(),
-            })
-            .collect();
+            };
+            match groups.iter_mut().find(|(h, _)| *h == head) {
+                Some((_, targets)) => targets.push(target),
+                None => groups.push((head, vec![target])),
+            }
+        }
         if let Some(account) = &self.account {
             // The sender's own copy, already read, as every webmail and client keeps one.
-            targets.push(LocalTarget {
+            let sent = LocalTarget {
                 account: account.clone(),
                 folder: FolderRef::Special(SpecialUse::Sent),
                 flags: Flags::SEEN,
-            });
+            };
+            match groups.first_mut() {
+                Some((_, targets)) => targets.push(sent),
+                None => groups.push((String::new(), vec![sent])),
+            }
         }
-        let outbound = (!tx.remote.is_empty()).then(|| Outbound {
+        if groups.is_empty() {
+            // Only remote recipients: the queue entry still needs a delivery to ride in.
+            groups.push((String::new(), Vec::new()));
+        }
+        let mut outbound = (!tx.remote.is_empty()).then(|| Outbound {
             sender: tx.sender.clone(),
             account: self.account.clone(),
             recipients: tx.remote.clone(),
         });
         let size = raw.len();
-        let delivery = Delivery {
-            raw,
-            summary,
-            internal_date: now,
-            targets,
-            outbound,
-        };
-        let has_outbound = delivery.outbound.is_some();
-        let result = self.ctx.deliverer.deliver(delivery).await;
+        let has_outbound = outbound.is_some();
+        // One delivery per group, in order; with one group (the usual case) this is one transaction. A
+        // failure after an earlier group was stored is answered as a failure, so a retrying sender can
+        // only repeat a copy, never lose one.
+        let mut result = Ok(());
+        for (head, targets) in groups {
+            let mut bytes = Vec::with_capacity(head.len() + raw.len());
+            bytes.extend_from_slice(trace);
+            bytes.extend_from_slice(head.as_bytes());
+            bytes.extend_from_slice(message);
+            let delivery = Delivery {
+                raw: bytes,
+                summary: summary.clone(),
+                internal_date: now,
+                targets,
+                outbound: outbound.take(),
+            };
+            if let Err(e) = self.ctx.deliverer.deliver(delivery).await {
+                result = Err(e);
+                break;
+            }
+        }
         let recipients = tx.recipients();
         let account = self.account.as_deref();
         match result {
@@ -723,7 +768,7 @@ impl Session {
                 if has_outbound {
                     self.ctx.outbound_kick.notify_one();
                 }
-                tracing::info!(id, account, sender = %tx.sender, recipients, size, result = "stored", "smtp delivery");
+                tracing::info!(id, account, sender = %tx.sender, recipients, size, junked, result = "stored", "smtp delivery");
                 conn.reply(&format!("250 2.0.0 Ok: queued as {id}"));
             }
             Err(e) => {
@@ -897,6 +942,29 @@ impl Session {
     }
 }
 
+/// The spam verdict for each of `recipients` local recipients, computed on the blocking pool (it parses the
+/// whole message). `None` if the scoring task failed: the message is then delivered unjudged rather than
+/// refused for a fault of ours.
+async fn judge(
+    filter: Arc<crate::spam::SpamFilter>,
+    raw: &[u8],
+    recipients: usize,
+    now: i64,
+) -> Option<Vec<msgr_spam::Verdict>> {
+    let raw = raw.to_vec();
+    let task = tokio::task::spawn_blocking(move || {
+        let users = vec![None; recipients];
+        filter.judge(&raw, now, &users, &[])
+    });
+    match task.await {
+        Ok(verdicts) => Some(verdicts),
+        Err(e) => {
+            tracing::warn!(error = %e, "spam scoring failed; delivering unjudged");
+            None
+        }
+    }
+}
+
 /// The header section of a message: up to the first empty line (all of it if there is none).
 fn header_section(message: &[u8]) -> &[u8] {
     if message.starts_with(b"\r\n") || message.starts_with(b"\n") {
@@ -1063,7 +1131,15 @@ mod tests {
     /// DATA's terminator and BDAT's counts do not depend on how TCP splits the input.
     #[tokio::test]
     async fn same_replies_for_every_chunking() {
-        let t = testing::context(MailConfig::default());
+        // Messages without From, To, Date or Message-ID are junk to the spam filter; this test is about
+        // framing and counts Inbox deliveries, so the filter is off.
+        let t = testing::context(MailConfig {
+            spam: crate::config::SpamConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            ..MailConfig::default()
+        });
         let input: &[u8] = b"EHLO a.test\r\nMAIL FROM:<x@elsewhere.test> SIZE=100\r\n\
             RCPT TO:<alice@example.com>\r\nrcpt to: BOB@example.com\r\nRCPT TO:<nobody@example.com>\r\n\
             DATA\r\nSubject: t\r\n\r\n..dot\r\nbare\nlf\r\n.\r\n\
