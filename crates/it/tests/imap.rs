@@ -299,15 +299,16 @@ impl Raw {
         Ok(raw)
     }
 
+    /// One line, 8-bit bytes shown as U+FFFD.
     async fn line(&mut self) -> Result<String> {
-        let mut l = String::new();
-        let n = tokio::time::timeout(TIMEOUT, self.r.read_line(&mut l))
+        let mut l = Vec::new();
+        let n = tokio::time::timeout(TIMEOUT, self.r.read_until(b'\n', &mut l))
             .await
             .context("no line from the server")??;
         if n == 0 {
             bail!("connection closed");
         }
-        Ok(l)
+        Ok(String::from_utf8_lossy(&l).into_owned())
     }
 
     async fn send(&mut self, s: &str) -> Result<()> {
@@ -627,5 +628,68 @@ async fn async_imap_full_session() -> Result<()> {
     let expunged: Vec<_> = session.expunge().await?.try_collect().await?;
     ensure!(expunged == vec![1], "{expunged:?}");
     session.logout().await?;
+    Ok(())
+}
+
+/// The extensions imap-codec 1.0 does not parse, handled by `imap::ext`: CONDSTORE (`SELECT …
+/// (CONDSTORE)`, `MODSEQ`, `CHANGEDSINCE`, `UNCHANGEDSINCE`), ESEARCH, `BINARY`, `UID EXPUNGE`; and
+/// sessions leave no subscription behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_esearch_binary() -> Result<()> {
+    let server = start(true).await?;
+    let mut c = Raw::login(imap(&server)).await?;
+    let msg = "From: bob@example.com\r\nSubject: bin\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nK=F6ln\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n";
+    for _ in 0..3 {
+        c.send(&format!("a APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()))
+            .await?;
+        let r = c.until("a").await?;
+        ensure!(r.last().unwrap().starts_with("a OK [APPENDUID"), "{r:?}");
+    }
+    let r = c.cmd("s", "SELECT INBOX (CONDSTORE)").await?;
+    let highest = r
+        .iter()
+        .find_map(|l| l.strip_prefix("* OK [HIGHESTMODSEQ "))
+        .and_then(|l| l.split(']').next())
+        .context("no HIGHESTMODSEQ")?
+        .parse::<u64>()?;
+    let r = c.cmd("st", "STORE 2 +FLAGS (\\Flagged)").await?;
+    ensure!(r[0].contains("MODSEQ ("), "{r:?}");
+    let r = c
+        .cmd("f", &format!("FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})"))
+        .await?;
+    ensure!(r.len() == 2, "only message 2 changed: {r:?}");
+    ensure!(
+        r[0].starts_with("* 2 FETCH (FLAGS (\\Flagged) MODSEQ ("),
+        "{r:?}"
+    );
+    let r = c
+        .cmd("u", "STORE 1:3 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")
+        .await?;
+    ensure!(r.last().unwrap().contains("[MODIFIED 1:3]"), "{r:?}");
+    let r = c
+        .cmd("e", "UID SEARCH RETURN (MIN MAX COUNT ALL) ALL")
+        .await?;
+    ensure!(
+        r[0] == "* ESEARCH (TAG \"e\") UID MIN 1 MAX 3 ALL 1:3 COUNT 3\r\n",
+        "{r:?}"
+    );
+    let r = c
+        .cmd(
+            "b",
+            "FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[2] BINARY.PEEK[2])",
+        )
+        .await?;
+    ensure!(r[0] == "* 1 FETCH (BINARY[1] {4}\r\n", "{r:?}");
+    // The quoted-printable text decoded (ISO-8859-1 `ö` is one byte), the base64 part as its 3 bytes.
+    ensure!(
+        r[1] == "K\u{fffd}ln BINARY.SIZE[2] 3 BINARY[2] ~{3}\r\n",
+        "{r:?}"
+    );
+    ensure!(r[2] == "\0\u{1}\u{2})\r\n", "{r:?}");
+    let r = c.cmd("d", "UID STORE 1 +FLAGS (\\Deleted)").await?;
+    ensure!(r.last().unwrap().starts_with("d OK"));
+    let r = c.cmd("x", "UID EXPUNGE 1").await?;
+    ensure!(r[0] == "* 1 EXPUNGE\r\n", "{r:?}");
+    c.cmd("q", "LOGOUT").await?;
     Ok(())
 }

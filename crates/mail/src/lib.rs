@@ -98,8 +98,9 @@ pub enum JunkMove {
     OutOfJunk,
 }
 
-/// The spam filter's hook: called after an IMAP `COPY`/`MOVE` into or out of `Junk` is durable, with the
-/// account and the messages' raw-bytes-bearing identities (folder id and UID where they are now).
+/// The spam filter's hook: called once an IMAP `COPY` or `MOVE` into `Junk` (the user says spam), or a
+/// `MOVE` out of `Junk` to a folder other than `Trash` (the user says not spam), is durable, with the
+/// account and where the messages are now (folder id and their new UIDs, to read them from the store).
 /// Implementations must not block (hand the work to a task of their own).
 pub trait JunkHook: Send + Sync + 'static {
     fn moved(&self, account: &str, direction: JunkMove, folder_id: i64, uids: &[u32]);

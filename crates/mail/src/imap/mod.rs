@@ -32,4 +32,7 @@ pub mod search;
 mod session;
 pub mod write;
 
+#[cfg(test)]
+mod tests;
+
 pub use session::{serve, serve_tcp};

@@ -1615,9 +1615,13 @@ impl Session {
         };
         self.ctx.notify.changed(&account);
         // The spam filter hears of the user's verdicts.
+        // Into Junk by COPY or MOVE says "spam"; only a MOVE out of Junk to somewhere other than Trash
+        // says "not spam" (a copy leaves it in Junk, and deleting spam is no verdict).
         let into_junk = dest_folder.special == Some(SpecialUse::Junk);
         let from_junk = from_special == Some(SpecialUse::Junk);
-        if into_junk != from_junk && !pairs.is_empty() {
+        let out_of_junk =
+            from_junk && !into_junk && remove && dest_folder.special != Some(SpecialUse::Trash);
+        if ((into_junk && !from_junk) || out_of_junk) && !pairs.is_empty() {
             if let Some(hook) = self.ctx.junk_hook.get() {
                 let new_uids: Vec<u32> = pairs.iter().map(|(_, n)| *n).collect();
                 let direction = if into_junk {

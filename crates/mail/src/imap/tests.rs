@@ -1,0 +1,159 @@
+//! The session over an in-memory stream (it is generic over its stream for this): the Junk hook, the
+//! change subscription's lifetime, and arbitrary bytes that must never panic the session.
+
+#![allow(clippy::unwrap_used)]
+
+use crate::{testing, JunkHook, JunkMove, MailConfig};
+use proptest::prelude::*;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, JunkMove, usize)>>);
+
+impl JunkHook for Recorder {
+    fn moved(&self, account: &str, direction: JunkMove, _folder_id: i64, uids: &[u32]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((account.to_owned(), direction, uids.len()));
+    }
+}
+
+struct Client {
+    r: BufReader<tokio::io::ReadHalf<DuplexStream>>,
+    w: tokio::io::WriteHalf<DuplexStream>,
+}
+
+impl Client {
+    async fn cmd(&mut self, tag: &str, line: &str) -> Vec<String> {
+        self.w
+            .write_all(format!("{tag} {line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let mut l = String::new();
+            assert!(
+                self.r.read_line(&mut l).await.unwrap() > 0,
+                "closed: {out:?}"
+            );
+            let done = l.starts_with(&format!("{tag} "));
+            out.push(l);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+fn peer() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1))
+}
+
+#[tokio::test]
+async fn junk_hook_hears_moves_and_sessions_leave_no_subscription() {
+    let t = testing::context(MailConfig {
+        allow_plaintext_auth: true,
+        ..MailConfig::default()
+    });
+    let recorder = Arc::new(Recorder::default());
+    let hook: Arc<dyn JunkHook> = recorder.clone();
+    assert!(t.ctx.junk_hook.set(hook).is_ok());
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let session = tokio::spawn(super::serve(
+        server,
+        t.ctx.clone(),
+        peer(),
+        true,
+        CancellationToken::new(),
+    ));
+    let (r, w) = tokio::io::split(client);
+    let mut c = Client {
+        r: BufReader::new(r),
+        w,
+    };
+    let mut greeting = String::new();
+    c.r.read_line(&mut greeting).await.unwrap();
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1"),
+        "{greeting}"
+    );
+    assert!(c.cmd("l", "LOGIN alice@example.com pw").await[0].starts_with("l OK"));
+    assert_eq!(t.ctx.notify.subscribed_accounts(), 1);
+    let msg = "Subject: spam?\r\n\r\nbuy now\r\n";
+    let r = c
+        .cmd("a", &format!("APPEND INBOX {{{}+}}\r\n{msg}", msg.len()))
+        .await;
+    assert!(r[0].starts_with("a OK [APPENDUID"), "{r:?}");
+    c.cmd("s", "SELECT INBOX").await;
+    let r = c.cmd("m", "MOVE 1 Junk").await;
+    assert!(r.last().unwrap().starts_with("m OK"), "{r:?}");
+    c.cmd("s", "SELECT Junk").await;
+    // A move within the account but not across Junk's boundary says nothing.
+    let r = c.cmd("c", "COPY 1 Trash").await;
+    assert!(r.last().unwrap().starts_with("c OK"), "{r:?}");
+    let r = c.cmd("m", "UID MOVE 1:* INBOX").await;
+    assert!(r.last().unwrap().starts_with("m OK"), "{r:?}");
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        vec![
+            ("alice@example.com".to_owned(), JunkMove::IntoJunk, 1),
+            ("alice@example.com".to_owned(), JunkMove::OutOfJunk, 1),
+        ]
+    );
+    c.cmd("q", "LOGOUT").await;
+    session.await.unwrap();
+    assert_eq!(t.ctx.notify.subscribed_accounts(), 0);
+}
+
+/// Runs a session over `input` (then end of input) and returns what it wrote.
+async fn run_session(ctx: Arc<crate::Context>, input: Vec<u8>) -> Vec<u8> {
+    let (mut client, server) = tokio::io::duplex(1 << 20);
+    let session = tokio::spawn(super::serve(
+        server,
+        ctx,
+        peer(),
+        true,
+        CancellationToken::new(),
+    ));
+    client.write_all(&input).await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut client, &mut out)
+        .await
+        .unwrap();
+    session.await.expect("the session never panics");
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Arbitrary bytes after a login, alone or after a plausible command prefix: answered or closed,
+    /// never a panic.
+    #[test]
+    fn arbitrary_input_never_panics(
+        prefix in prop::sample::select(vec![
+            "", "a SELECT ", "a FETCH 1 ", "a SEARCH ", "a STORE 1 ", "a APPEND INBOX ",
+            "a UID ", "a LIST ", "a AUTHENTICATE PLAIN ", "a ID ", "a SELECT INBOX\r\nb FETCH ",
+        ]),
+        junk in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let t = testing::context(MailConfig {
+                allow_plaintext_auth: true,
+                ..MailConfig::default()
+            });
+            let mut input = b"l LOGIN alice@example.com pw\r\n".to_vec();
+            input.extend_from_slice(prefix.as_bytes());
+            input.extend_from_slice(&junk);
+            input.extend_from_slice(b"\r\nz LOGOUT\r\n");
+            let out = run_session(t.ctx.clone(), input).await;
+            prop_assert!(out.starts_with(b"* OK"));
+            Ok(())
+        })?;
+    }
+}
