@@ -29,6 +29,7 @@ transcripts! {
     dispatch,
     errors,
     md5_login_msnp7,
+    msn_pecan_signon_msnp12,
     ns_login_msnp8,
     ns_login_msnp11,
     out_oth,
