@@ -693,3 +693,98 @@ async fn condstore_esearch_binary() -> Result<()> {
     c.cmd("q", "LOGOUT").await?;
     Ok(())
 }
+
+/// A desktop-class client: `mbsync` (isync, Debian package; `.ci/run` installs it) syncs a Maildir with
+/// the server both ways — mail delivered by SMTP comes down, a local flag change and a message written
+/// offline go up, an expunge on the server removes the local copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mbsync_both_ways() -> Result<()> {
+    let server = start(true).await?;
+    let smtp = server.addrs.mail.smtp.unwrap();
+    smtp_send(smtp, ALICE, "first").await?;
+    smtp_send(smtp, ALICE, "second").await?;
+    let dir = tempfile::tempdir()?;
+    let mail = dir.path().join("mail");
+    std::fs::create_dir_all(&mail)?;
+    let rc = dir.path().join("mbsyncrc");
+    let addr = imap(&server);
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount msgr\nHost {}\nPort {}\nUser {ALICE}\nPass \"{PASSWORD}\"\nSSLType None\n\
+             AuthMechs LOGIN\n\nIMAPStore remote\nAccount msgr\n\nMaildirStore local\nPath {}/\n\
+             Inbox {}/INBOX\nSubFolders Verbatim\n\nChannel sync\nFar :remote:\nNear :local:\n\
+             Patterns *\nCreate Both\nExpunge Both\nSyncState *\n",
+            addr.ip(),
+            addr.port(),
+            mail.display(),
+            mail.display()
+        ),
+    )?;
+    let sync = || async {
+        let out = tokio::time::timeout(
+            TIMEOUT * 6,
+            tokio::process::Command::new("mbsync")
+                .arg("-c")
+                .arg(&rc)
+                .arg("-a")
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .context("mbsync did not finish")?
+        .context("running mbsync (Debian package isync)")?;
+        ensure!(
+            out.status.success(),
+            "mbsync failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let files = |sub: &str| -> Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(mail.join("INBOX").join(sub))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    };
+
+    sync().await?;
+    let new = files("new")?;
+    ensure!(new.len() == 2, "{new:?}");
+    for folder in ["Sent", "Drafts", "Junk", "Trash"] {
+        ensure!(mail.join(folder).is_dir(), "{folder} not created locally");
+    }
+    // Locally: the first message read and flagged, a message written offline.
+    let first = &new[0];
+    let base = first.split(":2,").next().context("maildir name")?;
+    std::fs::rename(
+        mail.join("INBOX/new").join(first),
+        mail.join("INBOX/cur").join(format!("{base}:2,FS")),
+    )?;
+    std::fs::write(
+        mail.join("INBOX/cur/1700000000.offline_1.host:2,S"),
+        "From: alice@example.com\r\nSubject: written offline\r\n\r\nhello\r\n",
+    )?;
+    sync().await?;
+    let mut c = Raw::login(addr).await?;
+    let r = c.cmd("s", "SELECT INBOX").await?;
+    ensure!(r.iter().any(|l| l == "* 3 EXISTS\r\n"), "{r:?}");
+    let r = c
+        .cmd("f", "FETCH 1:3 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await?;
+    let all = r.concat();
+    ensure!(all.contains("* 1 FETCH (FLAGS (\\Seen \\Flagged)"), "{all}");
+    ensure!(all.contains("* 2 FETCH (FLAGS ()"), "{all}");
+    ensure!(all.contains("* 3 FETCH (FLAGS (\\Seen)"), "{all}");
+    ensure!(all.contains("Subject: written offline"), "{all}");
+    // On the server: message 2 deleted; the next sync removes it locally.
+    c.cmd("d", "STORE 2 +FLAGS (\\Deleted)").await?;
+    c.cmd("e", "EXPUNGE").await?;
+    c.cmd("q", "LOGOUT").await?;
+    sync().await?;
+    let left = [files("new")?, files("cur")?].concat();
+    ensure!(left.len() == 2, "{left:?}");
+    Ok(())
+}
