@@ -48,7 +48,10 @@ enum Scenario {
     Smtp(scenario::mail::SmtpArgs),
     /// POP3 sessions downloading their whole maildrop (RETR everything, no DELE).
     Pop3(scenario::mail::Pop3Args),
-    /// N idle SMTP or POP3 sessions; the server's resident memory per session.
+    /// IMAP sessions looping login, SELECT, fetch 100 headers, APPEND, SEARCH, LOGOUT (any IMAP
+    /// server: run it against msgr and Dovecot side by side); cycles/s and each step's latency.
+    Imap(scenario::mail::ImapArgs),
+    /// N idle SMTP, POP3 or logged-in IMAP sessions; the server's resident memory per session.
     MailIdle(scenario::mail::IdleArgs),
 }
 
@@ -66,6 +69,7 @@ fn main() -> Result<()> {
             Scenario::Relay(a) => scenario::relay::run(a).await,
             Scenario::Smtp(a) => scenario::mail::smtp(a).await,
             Scenario::Pop3(a) => scenario::mail::pop3(a).await,
+            Scenario::Imap(a) => scenario::mail::imap(a).await,
             Scenario::MailIdle(a) => scenario::mail::idle(a).await,
         }
     })?;
@@ -84,7 +88,7 @@ mod tests {
 
     #[test]
     fn every_scenario_parses_with_defaults() {
-        for s in ["login", "idle", "presence", "relay", "smtp", "pop3", "mail-idle"] {
+        for s in ["login", "idle", "presence", "relay", "smtp", "pop3", "mail-idle", "imap"] {
             assert!(parse(&[s]).is_ok(), "{s}");
             assert!(parse(&[s, "--json"]).is_ok(), "{s} --json");
         }

@@ -4,8 +4,11 @@
 //!   `RCPT`, `DATA` in a loop; messages/s and the time from the final `.` to the `250` (the server's queue or
 //!   mailbox write, fsync included when the server does one).
 //! - `pop3`: sessions that sign in, `STAT`, `RETR` every message and `QUIT` without deleting; messages/s and MB/s.
-//! - `mail-idle`: N connections that said hello (`EHLO`, or POP3's greeting), holding; the server's resident
-//!   memory per session.
+//! - `imap`: sessions that loop login, `SELECT INBOX`, fetch the headers of 100 messages, `APPEND` one,
+//!   `SEARCH`, `LOGOUT` (issue 14's cycle); cycles/s and the time of each step. The Inbox is first filled to
+//!   `--prefill` messages.
+//! - `mail-idle`: N connections that said hello (`EHLO`, or POP3's greeting), or logged in to IMAP, holding;
+//!   the server's resident memory per session.
 //!
 //! The clients are a few lines of plain TCP on purpose: what is measured is the server, and any server.
 
@@ -69,10 +72,37 @@ pub struct Pop3Args {
     pub json: bool,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct ImapArgs {
+    /// IMAP server (msgr's `--imap` listener, or Dovecot's).
+    #[arg(long, default_value = "127.0.0.1:2143")]
+    pub addr: String,
+    /// Account; `{}` is replaced by the session's number.
+    #[arg(long, default_value = "user{}@example.com")]
+    pub user: String,
+    #[arg(long, default_value = "password")]
+    pub password: String,
+    /// Concurrent sessions, each looping the cycle on its own connection after connection.
+    #[arg(long, default_value_t = 10)]
+    pub sessions: usize,
+    /// Cycles per session.
+    #[arg(long, default_value_t = 20)]
+    pub cycles: usize,
+    /// Messages the Inbox is filled to before the run (the cycle fetches the headers of the last 100).
+    #[arg(long, default_value_t = 100)]
+    pub prefill: usize,
+    #[arg(long, default_value = "")]
+    pub label: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdleProtocol {
     Smtp,
     Pop3,
+    /// Logged in (`--user`, `--password`), nothing selected.
+    Imap,
 }
 
 #[derive(clap::Args, Debug)]
@@ -90,6 +120,11 @@ pub struct IdleArgs {
     /// The server's pid, to read its resident memory from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// IMAP only: the account each connection logs in to (`{}`: the connection's number).
+    #[arg(long, default_value = "user0@example.com")]
+    pub user: String,
+    #[arg(long, default_value = "password")]
+    pub password: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -163,6 +198,62 @@ impl Client {
     async fn send(&mut self, bytes: &[u8]) -> Result<()> {
         self.wr.write_all(bytes).await?;
         Ok(())
+    }
+
+    /// Sends `tag command` and reads up to the tagged reply, which must be `OK`. Returns the untagged
+    /// lines' count and the last `EXISTS` seen. Literal data in responses is read as lines (the load
+    /// messages are short CRLF lines), which is enough to find the tagged reply.
+    async fn imap(&mut self, tag: &str, command: &str) -> Result<(usize, Option<usize>)> {
+        self.send(format!("{tag} {command}\r\n").as_bytes()).await?;
+        self.imap_until(tag).await
+    }
+
+    async fn imap_until(&mut self, tag: &str) -> Result<(usize, Option<usize>)> {
+        let (mut lines, mut exists) = (0, None);
+        let prefix = format!("{tag} ");
+        loop {
+            let line = self.read_line().await?;
+            if let Some(rest) = line.strip_prefix(&prefix) {
+                if !rest.starts_with("OK") {
+                    bail!("{tag}: {line:?}");
+                }
+                return Ok((lines, exists));
+            }
+            if let Some(n) = line
+                .strip_prefix("* ")
+                .and_then(|l| l.strip_suffix(" EXISTS"))
+                .and_then(|n| n.parse().ok())
+            {
+                exists = Some(n);
+            }
+            lines += 1;
+        }
+    }
+
+    /// `APPEND INBOX` with a synchronizing literal (every server has those).
+    async fn imap_append(&mut self, tag: &str, message: &[u8]) -> Result<()> {
+        self.send(format!("{tag} APPEND INBOX {{{}}}\r\n", message.len()).as_bytes())
+            .await?;
+        let go = self.read_line().await?;
+        if !go.starts_with('+') {
+            bail!("APPEND: expected a continuation, got {go:?}");
+        }
+        self.send(message).await?;
+        self.send(b"\r\n").await?;
+        self.imap_until(tag).await?;
+        Ok(())
+    }
+
+    async fn imap_login(addr: &str, user: &str, password: &str) -> Result<Client> {
+        let mut c = Client::connect(addr).await?;
+        let greeting = c.read_line().await?;
+        if !greeting.starts_with("* OK") {
+            bail!("IMAP greeting {greeting:?}");
+        }
+        c.imap("L", &format!("LOGIN \"{user}\" \"{password}\""))
+            .await
+            .context("LOGIN")?;
+        Ok(c)
     }
 }
 
@@ -350,6 +441,16 @@ pub async fn idle(args: IdleArgs) -> Outcome {
                     c.smtp_reply(b'2').await?;
                 }
                 IdleProtocol::Pop3 => c.pop3_ok().await?,
+                IdleProtocol::Imap => {
+                    let greeting = c.read_line().await?;
+                    if !greeting.starts_with("* OK") {
+                        bail!("IMAP greeting {greeting:?}");
+                    }
+                    let user = args.user.replace("{}", &held.len().to_string());
+                    c.imap("L", &format!("LOGIN \"{user}\" \"{}\"", args.password))
+                        .await
+                        .context("LOGIN")?;
+                }
             }
             anyhow::Ok(c)
         };
@@ -373,6 +474,7 @@ pub async fn idle(args: IdleArgs) -> Outcome {
             match args.protocol {
                 IdleProtocol::Smtp => "smtp",
                 IdleProtocol::Pop3 => "pop3",
+                IdleProtocol::Imap => "imap",
             },
         )
         .figure("sessions", held.len())
@@ -389,6 +491,120 @@ pub async fn idle(args: IdleArgs) -> Outcome {
     }
     drop(held);
     Ok((report, args.json))
+}
+
+/// Times of one session's cycles, step by step.
+#[derive(Default)]
+struct ImapTimes {
+    cycles: usize,
+    login: Vec<Duration>,
+    select: Vec<Duration>,
+    fetch: Vec<Duration>,
+    append: Vec<Duration>,
+    search: Vec<Duration>,
+}
+
+async fn imap_session(args: Arc<ImapArgs>, i: usize) -> Result<ImapTimes> {
+    let user = args.user.replace("{}", &i.to_string());
+    let mut t = ImapTimes::default();
+    for n in 0..args.cycles {
+        let step = Instant::now();
+        let mut c = Client::imap_login(&args.addr, &user, &args.password).await?;
+        t.login.push(step.elapsed());
+        let step = Instant::now();
+        let (_, exists) = c.imap("S", "SELECT INBOX").await.context("SELECT")?;
+        t.select.push(step.elapsed());
+        let exists = exists.unwrap_or(0).max(1);
+        let first = exists.saturating_sub(99).max(1);
+        let step = Instant::now();
+        c.imap(
+            "F",
+            &format!("FETCH {first}:{exists} (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)])"),
+        )
+        .await
+        .context("FETCH")?;
+        t.fetch.push(step.elapsed());
+        let step = Instant::now();
+        let m = message("load@sender.test", &user, n, 2048);
+        c.imap_append("A", &m).await.context("APPEND")?;
+        t.append.push(step.elapsed());
+        let step = Instant::now();
+        c.imap("R", "SEARCH UNSEEN SUBJECT \"load message\"")
+            .await
+            .context("SEARCH")?;
+        t.search.push(step.elapsed());
+        c.imap("Q", "LOGOUT").await.context("LOGOUT")?;
+        t.cycles += 1;
+    }
+    Ok(t)
+}
+
+/// Fills session `i`'s Inbox to `--prefill` messages.
+async fn imap_prefill(args: Arc<ImapArgs>, i: usize) -> Result<()> {
+    let user = args.user.replace("{}", &i.to_string());
+    let mut c = Client::imap_login(&args.addr, &user, &args.password).await?;
+    let (_, exists) = c.imap("P1", "SELECT INBOX").await?;
+    for n in exists.unwrap_or(0)..args.prefill {
+        let m = message("load@sender.test", &user, n, 2048);
+        c.imap_append("P2", &m).await.context("prefill APPEND")?;
+    }
+    c.imap("P3", "LOGOUT").await?;
+    Ok(())
+}
+
+pub async fn imap(args: ImapArgs) -> Outcome {
+    let json = args.json;
+    let args = Arc::new(args);
+    let mut joins = tokio::task::JoinSet::new();
+    for i in 0..args.sessions.max(1) {
+        joins.spawn(imap_prefill(args.clone(), i));
+    }
+    while let Some(r) = joins.join_next().await {
+        r??;
+    }
+    let mut joins = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for i in 0..args.sessions.max(1) {
+        joins.spawn(imap_session(args.clone(), i));
+    }
+    let mut all = ImapTimes::default();
+    let (mut failed, mut first_error) = (0usize, None);
+    while let Some(r) = joins.join_next().await {
+        match r.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(t) => {
+                all.cycles += t.cycles;
+                all.login.extend(t.login);
+                all.select.extend(t.select);
+                all.fetch.extend(t.fetch);
+                all.append.extend(t.append);
+                all.search.extend(t.search);
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let mut report = Report::new("imap");
+    if !args.label.is_empty() {
+        report.figure("server", args.label.as_str());
+    }
+    report
+        .figure("sessions", args.sessions)
+        .figure("cycles", all.cycles)
+        .figure("failed_sessions", failed)
+        .figure("seconds", secs)
+        .figure("cycles_per_sec", all.cycles as f64 / secs);
+    if let Some(e) = first_error {
+        report.figure("first_error", e);
+    }
+    report.latency("login", all.login);
+    report.latency("select", all.select);
+    report.latency("fetch_100_headers", all.fetch);
+    report.latency("append", all.append);
+    report.latency("search", all.search);
+    Ok((report, json))
 }
 
 #[cfg(test)]
