@@ -115,6 +115,11 @@ check(M.close())
 check(M.delete("Archive"))
 typ, data = M.delete("INBOX")
 out("DELETEINBOX", typ)
+check(M.select("INBOX"))
+check(M.append("INBOX", None, None, PLAIN))
+check(M.rename("INBOX", "Old"))
+out("RENAMEDINBOX", check(M.status("INBOX", "(MESSAGES)"))[0])
+out("OLD", check(M.status("Old", "(MESSAGES)"))[0])
 M.logout()
 out("DONE", "")
 "#;
@@ -258,6 +263,8 @@ fn check_session(out: &str) -> Result<()> {
     );
     ensure!(one("ARCHIVE")?.contains("BODY[1] {11}"), "{out}");
     ensure!(one("DELETEINBOX")? == "'NO'", "{out}");
+    ensure!(one("RENAMEDINBOX")?.contains("MESSAGES 0"), "{out}");
+    ensure!(one("OLD")?.contains("MESSAGES 1"), "{out}");
     ensure!(!values(out, "DONE").is_empty(), "{out}");
     Ok(())
 }
@@ -467,6 +474,10 @@ async fn bad_input_is_answered_never_fatal() -> Result<()> {
             .await?;
         ensure!(r.last().unwrap().starts_with(want), "{cmd}: {r:?}");
     }
+    // Before login, no literal beyond what credentials need.
+    c.send("a0 LOGIN {100000}\r\n").await?;
+    let l = c.line().await?;
+    ensure!(l.starts_with("a0 NO [TOOBIG]"), "{l}");
     // A literal over the message cap is refused before anything is sent.
     c.send("a5 APPEND INBOX {999999999}\r\n").await?;
     let l = c.line().await?;

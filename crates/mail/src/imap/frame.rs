@@ -51,6 +51,11 @@ impl Framer {
         }
     }
 
+    /// Changes the literal cap (a session raises it from the pre-login cap once the client logged in).
+    pub fn set_max_literal(&mut self, max_literal: u64) {
+        self.max_literal = max_literal;
+    }
+
     /// The complete command after [`Event::Command`] (lines with their CRLF, literals inside).
     pub fn command(&self) -> &[u8] {
         &self.cmd

@@ -47,6 +47,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// at least 8192 octets (long UID sets from clients that resynchronise).
 const MIN_LINE: usize = 8192;
 
+/// The largest literal before login: enough for any user name and password (`LOGIN {n}`), so that a
+/// client nobody knows cannot make the server hold `max_message_bytes` for it.
+const PRE_LOGIN_LITERAL: u64 = 1024;
+
 /// The hierarchy delimiter of folder names.
 pub(super) const DELIMITER: char = '/';
 
@@ -210,8 +214,7 @@ pub(super) struct Session {
 impl Session {
     fn new(ctx: Arc<Context>, tls: bool, starttls_available: bool) -> Session {
         let max_line = ctx.config.max_line.max(MIN_LINE);
-        let max_literal = ctx.config.max_message_bytes;
-        let max_command = usize::try_from(max_literal)
+        let max_command = usize::try_from(ctx.config.max_message_bytes)
             .unwrap_or(usize::MAX)
             .saturating_add(64 * 1024);
         Session {
@@ -227,7 +230,7 @@ impl Session {
             subscription: None,
             condstore: false,
             commands: 0,
-            framer: Framer::new(max_line, max_literal, max_command),
+            framer: Framer::new(max_line, PRE_LOGIN_LITERAL, max_command),
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             len: 0,
             out: Vec::new(),
@@ -544,7 +547,7 @@ impl Session {
                 if let Err(e) = self.refresh(true).await {
                     return self.internal(&tag, e);
                 }
-                self.tagged(&tag, "OK NOOP completed");
+                self.tagged(&tag, "OK completed");
                 return Flow::Continue;
             }
             CommandBody::Logout => {
@@ -627,6 +630,9 @@ impl Session {
         self.subscription = Some(self.ctx.notify.subscribe(account));
         self.account = Some(account.to_owned());
         self.state = State::Authenticated;
+        // APPEND may now send whole messages.
+        self.framer
+            .set_max_literal(self.ctx.config.max_message_bytes);
     }
 
     async fn sasl_response(&mut self, tag: &str, raw: &[u8]) -> Flow {
@@ -1098,6 +1104,9 @@ impl Session {
         }
         let account = self.account();
         let from = from.to_owned();
+        if from.eq_ignore_ascii_case("INBOX") {
+            return self.rename_inbox(tag, &to).await;
+        }
         // Inferior names move with their superior (RFC 3501 §6.3.5).
         let result = self
             .blocking(move |s| {
@@ -1117,6 +1126,34 @@ impl Session {
                         &format!("{from}{DELIMITER}{rest}"),
                         &format!("{to}{DELIMITER}{rest}"),
                     )?;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                self.ctx.notify.changed(&self.account());
+                self.tagged(tag, "OK RENAME completed");
+                Flow::Continue
+            }
+            Err(e) => self.store_error(tag, e),
+        }
+    }
+
+    /// RFC 3501 §6.3.5: renaming INBOX moves all its messages to a new folder and leaves INBOX empty.
+    async fn rename_inbox(&mut self, tag: &str, to: &str) -> Flow {
+        let account = self.account();
+        let to = to.to_owned();
+        let quota = self.ctx.config.quota_bytes;
+        let result = self
+            .blocking(move |s| {
+                let inbox = s
+                    .folder(&account, "INBOX")?
+                    .ok_or_else(|| StoreError::FolderNotFound("INBOX".to_owned()))?;
+                let dest = s.create_folder(&account, &to)?;
+                let uids: Vec<u32> = s.messages(inbox.id)?.iter().map(|m| m.uid).collect();
+                if !uids.is_empty() {
+                    s.copy_messages(inbox.id, &uids, dest.id, true, quota)?;
                 }
                 Ok(())
             })
