@@ -215,3 +215,124 @@ async fn submission_is_not_scored() -> Result<()> {
     ensure!(header(&inbox, "X-Spam-Status").is_none());
     server.stop().await
 }
+
+/// One IMAP command on a raw connection: sends `tag command`, returns the lines up to the tagged reply,
+/// which must be `OK`.
+async fn imap(
+    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    tag: &str,
+    command: &str,
+) -> Result<Vec<String>> {
+    wr.write_all(format!("{tag} {command}\r\n").as_bytes())
+        .await?;
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        tokio::time::timeout(TIMEOUT, rd.read_line(&mut line))
+            .await
+            .context("IMAP reply timed out")??;
+        ensure!(!line.is_empty(), "IMAP connection closed");
+        let done = line.starts_with(&format!("{tag} "));
+        lines.push(line.trim_end().to_owned());
+        if done {
+            ensure!(
+                line.starts_with(&format!("{tag} OK")),
+                "{command}: {lines:?}"
+            );
+            return Ok(lines);
+        }
+    }
+}
+
+/// The classifier's probability in an `X-Spam-Status` value (`… bayes=0.1234`).
+fn bayes(message: &str) -> Result<f64> {
+    let status = header(message, "X-Spam-Status").context("no X-Spam-Status")?;
+    let p = status
+        .rsplit_once("bayes=")
+        .context("no bayes= in X-Spam-Status")?
+        .1;
+    Ok(p.parse()?)
+}
+
+/// A newsletter: neither obviously spam nor a person's mail.
+fn newsletter(n: u32) -> String {
+    format!(
+        "From: Garden Weekly <news@garden-weekly.example>\r\nTo: alice@example.com\r\n\
+         Subject: Garden Weekly issue {n}\r\nDate: Sun, 29 Nov 2026 08:00:00 +0000\r\n\
+         Message-ID: <issue{n}@garden-weekly.example>\r\n\r\n\
+         This week: pruning roses in winter, seed catalogues, compost heaps and the best \
+         tulip bulbs for clay soil. Read the full stories on our website.\r\n"
+    )
+}
+
+/// Moving a message into Junk over IMAP trains Alice's own counts: the next such message scores higher
+/// for her, and not for Bob, who trained nothing.
+#[tokio::test]
+async fn moving_to_junk_over_imap_raises_the_next_score() -> Result<()> {
+    let server = start(SpamConfig::default()).await?;
+    deliver(&server, &[ALICE, BOB], &newsletter(1)).await?;
+    let first = only(&server, ALICE, "INBOX").await?;
+    let before = bayes(&first)?;
+
+    let addr = server.addrs.mail.imap.context("IMAP listener")?;
+    let (rd, mut wr) = TcpStream::connect(addr).await?.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut greeting = String::new();
+    tokio::time::timeout(TIMEOUT, rd.read_line(&mut greeting)).await??;
+    ensure!(greeting.starts_with("* OK"), "{greeting}");
+    imap(
+        &mut rd,
+        &mut wr,
+        "a",
+        &format!("LOGIN {ALICE} \"{PASSWORD}\""),
+    )
+    .await?;
+    imap(&mut rd, &mut wr, "b", "SELECT INBOX").await?;
+    imap(&mut rd, &mut wr, "c", "UID MOVE 1 Junk").await?;
+    imap(&mut rd, &mut wr, "d", "LOGOUT").await?;
+
+    // Training runs on the blocking pool after the move: wait until it is in the store.
+    let db = server.config.database_path();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let db = db.clone();
+        let trained = tokio::task::spawn_blocking(move || -> Result<u32> {
+            use msgr_store::SpamStore;
+            let store = msgr_store::Store::open_sqlite(&db)?;
+            Ok(store.spam_counts(ALICE, &[])?.spam_messages)
+        })
+        .await??;
+        if trained == 1 {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "training never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    deliver(&server, &[ALICE, BOB], &newsletter(2)).await?;
+    let inbox = server.mail_messages(ALICE, "INBOX").await?;
+    let junk = server.mail_messages(ALICE, "Junk").await?;
+    let second = inbox
+        .iter()
+        .chain(junk.iter())
+        .map(|(_, raw)| String::from_utf8_lossy(raw).into_owned())
+        .find(|m| m.contains("issue 2"))
+        .context("issue 2 not delivered to Alice")?;
+    let after = bayes(&second)?;
+    ensure!(
+        after > before,
+        "Alice's score did not rise: {before} -> {after}"
+    );
+    let bobs = server.mail_messages(BOB, "INBOX").await?;
+    ensure!(bobs.len() == 2, "Bob has {} in INBOX", bobs.len());
+    let bob_second = String::from_utf8_lossy(&bobs[1].1).into_owned();
+    ensure!(
+        (bayes(&bob_second)? - before).abs() < 0.05,
+        "Bob's verdict moved without training"
+    );
+    server.stop().await
+}

@@ -114,6 +114,13 @@ impl MailServer {
         }
         let tracker = TaskTracker::new();
         let ctx = Context::new(deps, CancellationToken::new(), &tracker);
+        if ctx.spam.is_some() {
+            // Users' moves into and out of Junk train their own spam counts.
+            let trainer = crate::spam::Trainer {
+                store: ctx.store.clone(),
+            };
+            let _ = ctx.junk_hook.set(Arc::new(trainer));
+        }
         for (_, what, l) in &listeners {
             if let Ok(a) = l.local_addr() {
                 tracing::info!("listening {what}={a}");

@@ -12,6 +12,7 @@
 mod error;
 pub mod mail;
 mod migrations;
+pub mod spam;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ pub use mail::{
     Delivered, Delivery, FlagOp, Flags, FlagsChanged, Folder, FolderRef, LocalTarget, MailStore,
     Mailbox, MessageMeta, MessageSummary, Outbound, QueuedRecipient, SpecialUse, StoredMessage,
 };
+pub use spam::{SpamCounts, SpamStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// The result of a store operation.

@@ -689,7 +689,16 @@ impl Session {
         let summary = mime::summarize(&raw);
         // Mail from strangers (the MX, no AUTH) is judged; what signed-in users send is theirs to send.
         let verdicts = match (&self.account, &self.ctx.spam) {
-            (None, Some(filter)) => judge(filter.clone(), &raw, tx.local.len(), now).await,
+            (None, Some(filter)) => {
+                judge(
+                    filter.clone(),
+                    self.ctx.store.clone(),
+                    &raw,
+                    tx.local.clone(),
+                    now,
+                )
+                .await
+            }
             _ => None,
         };
         // Recipients whose verdicts read the same share one stored copy of the bytes; the headers differ
@@ -942,20 +951,19 @@ impl Session {
     }
 }
 
-/// The spam verdict for each of `recipients` local recipients, computed on the blocking pool (it parses the
-/// whole message). `None` if the scoring task failed: the message is then delivered unjudged rather than
-/// refused for a fault of ours.
+/// The spam verdict for each local recipient, computed on the blocking pool (it parses the whole message
+/// and reads each recipient's training). `None` if the scoring task failed: the message is then delivered
+/// unjudged rather than refused for a fault of ours.
 async fn judge(
     filter: Arc<crate::spam::SpamFilter>,
+    store: Arc<msgr_store::Store>,
     raw: &[u8],
-    recipients: usize,
+    recipients: Vec<String>,
     now: i64,
 ) -> Option<Vec<msgr_spam::Verdict>> {
     let raw = raw.to_vec();
-    let task = tokio::task::spawn_blocking(move || {
-        let users = vec![None; recipients];
-        filter.judge(&raw, now, &users, &[])
-    });
+    let task =
+        tokio::task::spawn_blocking(move || filter.judge(&store, &raw, now, &recipients, &[]));
     match task.await {
         Ok(verdicts) => Some(verdicts),
         Err(e) => {

@@ -27,6 +27,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 3,
         sql: include_str!("sqlite/0003_mail.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("sqlite/0004_spam.sql"),
+    },
 ];
 
 #[cfg(test)]
