@@ -102,7 +102,9 @@ impl<T> Receiver<T> {
                 return Some(item);
             }
             if self.0.senders.load(Ordering::Acquire) == 0 {
-                return None;
+                // The last sender may have queued an item after the `pop` above and then gone:
+                // look once more. With no sender left nothing can arrive after this.
+                return self.pop();
             }
             self.0.ready.notified().await;
         }
@@ -112,7 +114,10 @@ impl<T> Receiver<T> {
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         match self.pop() {
             Some(item) => Ok(item),
-            None if self.0.senders.load(Ordering::Acquire) == 0 => Err(TryRecvError::Disconnected),
+            // As in `recv`: an item queued by the last sender just before it went is still taken.
+            None if self.0.senders.load(Ordering::Acquire) == 0 => {
+                self.pop().ok_or(TryRecvError::Disconnected)
+            }
             None => Err(TryRecvError::Empty),
         }
     }
