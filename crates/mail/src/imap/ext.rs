@@ -202,16 +202,17 @@ fn rewrite_fetch(line: &mut String, extras: &mut Extras) -> bool {
             }
         }
     }
-    // Item names: replace word by word outside brackets.
-    let mut out = String::with_capacity(line.len());
+    // Item names: replace word by word outside brackets. Bytes are copied as they are, so text that is
+    // not ASCII comes through unchanged.
+    let mut out: Vec<u8> = Vec::with_capacity(line.len());
     let mut depth = 0i32;
     let mut i = 0;
     let bytes = line.as_bytes();
     while i < bytes.len() {
-        let c = bytes[i] as char;
-        if c == '[' {
+        let c = bytes[i];
+        if c == b'[' {
             depth += 1;
-        } else if c == ']' {
+        } else if c == b']' {
             depth -= 1;
         }
         let at_word = depth == 0 && (i == 0 || matches!(bytes[i - 1], b' ' | b'('));
@@ -227,7 +228,7 @@ fn rewrite_fetch(line: &mut String, extras: &mut Extras) -> bool {
                     changed = true;
                     i += word_end;
                     // Drop one separating space so the list stays well formed.
-                    if out.ends_with(' ') && matches!(next, Some(b')') | None) {
+                    if out.ends_with(b" ") && matches!(next, Some(b')') | None) {
                         out.pop();
                     } else if bytes.get(i) == Some(&b' ') {
                         i += 1;
@@ -240,11 +241,11 @@ fn rewrite_fetch(line: &mut String, extras: &mut Extras) -> bool {
                     } else {
                         Binary::Content
                     }));
-                    // Peek in every case: a BINARY fetch's \Seen is set by the session itself.
-                    out.push_str(if word == "BINARY" {
-                        "BODY"
+                    // BINARY sets \Seen as BODY does; BINARY.PEEK and BINARY.SIZE do not.
+                    out.extend_from_slice(if word == "BINARY" {
+                        b"BODY"
                     } else {
-                        "BODY.PEEK"
+                        b"BODY.PEEK"
                     });
                     changed = true;
                     i += word_end;
@@ -258,7 +259,10 @@ fn rewrite_fetch(line: &mut String, extras: &mut Extras) -> bool {
         i += 1;
     }
     if changed {
-        *line = out;
+        // Only ASCII words were replaced, at character boundaries: still UTF-8.
+        if let Ok(out) = String::from_utf8(out) {
+            *line = out;
+        }
     }
     // A FETCH of nothing but MODSEQ: ask the codec for FLAGS-free UID, answered as MODSEQ only.
     if line.ends_with(" ()") {
@@ -341,5 +345,7 @@ mod tests {
         assert_eq!(e.unchanged_since, Some(5));
         let (l, _) = rewritten("a FETCH 1 (BODY[HEADER.FIELDS (MODSEQ)])\r\n");
         assert_eq!(l, "a FETCH 1 (BODY[HEADER.FIELDS (MODSEQ)])\r\n");
+        let (l, _) = rewritten("a FETCH 1 (BODY.PEEK[HEADER.FIELDS (Ünïcode)] MODSEQ)\r\n");
+        assert_eq!(l, "a FETCH 1 (BODY.PEEK[HEADER.FIELDS (Ünïcode)])\r\n");
     }
 }
