@@ -157,3 +157,66 @@ proptest! {
         })?;
     }
 }
+
+/// Per-state idle timers: silence before login ends the session after `greeting_timeout_secs`, after
+/// login only after `imap_timeout_secs` (RFC 9051's thirty minutes by default), `IDLE` included.
+#[tokio::test(start_paused = true)]
+async fn idle_timers_per_state() {
+    let t = testing::context(MailConfig {
+        allow_plaintext_auth: true,
+        ..MailConfig::default()
+    });
+    let read_all = |mut client: DuplexStream| async move {
+        let mut out = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut out)
+            .await
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    // Before login.
+    let (client, server) = tokio::io::duplex(4096);
+    let started = tokio::time::Instant::now();
+    let session = tokio::spawn(super::serve(
+        server,
+        t.ctx.clone(),
+        peer(),
+        true,
+        CancellationToken::new(),
+    ));
+    let out = read_all(client).await;
+    session.await.unwrap();
+    assert!(
+        out.ends_with("* BYE autologout: idle for too long\r\n"),
+        "{out}"
+    );
+    assert_eq!(started.elapsed().as_secs(), 60);
+
+    // Logged in and idling.
+    let (client, server) = tokio::io::duplex(4096);
+    let started = tokio::time::Instant::now();
+    let session = tokio::spawn(super::serve(
+        server,
+        t.ctx.clone(),
+        peer(),
+        true,
+        CancellationToken::new(),
+    ));
+    let (r, mut w) = tokio::io::split(client);
+    w.write_all(b"l LOGIN alice@example.com pw\r\ni IDLE\r\n")
+        .await
+        .unwrap();
+    let mut r = BufReader::new(r);
+    let mut out = String::new();
+    while tokio::io::AsyncBufReadExt::read_line(&mut r, &mut out)
+        .await
+        .unwrap()
+        > 0
+    {}
+    session.await.unwrap();
+    assert!(out.contains("+ idling\r\n"), "{out}");
+    assert!(
+        out.ends_with("* BYE autologout: idle for too long\r\n"),
+        "{out}"
+    );
+    assert_eq!(started.elapsed().as_secs(), 30 * 60);
+}
