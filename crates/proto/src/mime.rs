@@ -497,6 +497,50 @@ impl EmailNotification {
     }
 }
 
+/// `text/x-msmsgsactivemailnotification`: unread mail left a folder (read, moved or deleted) or
+/// entered one other than by delivery, so the client corrects its unread counts: it takes
+/// `message_delta` from `src_folder`'s count and adds it to `dest_folder`'s. Folders are named as
+/// Hotmail named them: `ACTIVE` is the inbox, `trAsH` the deleted-items folder; msgr leaves a side
+/// empty when the messages came from nowhere or went nowhere (read, unread again, expunged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveMailNotification {
+    pub src_folder: String,
+    pub dest_folder: String,
+    /// How many unread messages moved.
+    pub message_delta: u32,
+}
+
+impl ActiveMailNotification {
+    pub const CONTENT_TYPE: &'static str = "text/x-msmsgsactivemailnotification";
+
+    /// The payload; like the initial notification, the body ends with an empty line.
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut body = fields_body(&[
+            ("Src-Folder", &self.src_folder),
+            ("Dest-Folder", &self.dest_folder),
+            ("Message-Delta", &self.message_delta.to_string()),
+        ]);
+        body.extend_from_slice(b"\r\n");
+        MimeBuilder::new()
+            .header(
+                "Content-Type",
+                "text/x-msmsgsactivemailnotification; charset=UTF-8",
+            )
+            .body(body)
+            .to_bytes()
+    }
+
+    pub fn from_message(m: &MimeMessage<'_>) -> Result<Self, MimeError> {
+        m.expect_type(Self::CONTENT_TYPE)?;
+        let f = m.body_fields()?;
+        Ok(ActiveMailNotification {
+            src_folder: lookup(&f, "Src-Folder")?.to_owned(),
+            dest_folder: lookup(&f, "Dest-Folder")?.to_owned(),
+            message_delta: parse_num(lookup(&f, "Message-Delta")?, "Message-Delta")?,
+        })
+    }
+}
+
 /// The `X-MMS-IM-Format` header of an instant message: how the sender's text looks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImFormat {
@@ -759,6 +803,22 @@ mod tests {
         assert_eq!(n.from_addr, "example@passport.com");
         assert_eq!(n.id, 2);
         assert_eq!(n.to_payload(), NEW_MAIL);
+    }
+
+    #[test]
+    fn active_mail_round_trips() {
+        let n = ActiveMailNotification {
+            src_folder: "ACTIVE".into(),
+            dest_folder: "trAsH".into(),
+            message_delta: 1,
+        };
+        let bytes = n.to_payload();
+        assert_eq!(
+            bytes,
+            b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsactivemailnotification; charset=UTF-8\r\n\r\nSrc-Folder: ACTIVE\r\nDest-Folder: trAsH\r\nMessage-Delta: 1\r\n\r\n"
+        );
+        let m = MimeMessage::parse(&bytes).unwrap();
+        assert_eq!(ActiveMailNotification::from_message(&m).unwrap(), n);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum Event {
     /// Someone `CAL`led this user into a switchboard session: its NS session issues a cookie
     /// bound to itself and tells its client with `RNG`.
     Ring(Arc<Ring>),
+    /// The user's mailbox changed: new mail, or unread mail read, moved or deleted. The NS
+    /// session tells its client in Hotmail's words (`ns/mail.rs`).
+    Mail(Box<crate::hotmail::MailNotice>),
     /// Something happened in a switchboard session that this (switchboard) connection takes
     /// part in. Never sent to an NS session.
     Switchboard(crate::sb::SbEvent),

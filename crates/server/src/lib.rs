@@ -6,6 +6,7 @@
 
 pub mod config;
 mod hashing;
+mod hotmail;
 mod http;
 pub mod hub;
 mod msnp;
@@ -223,6 +224,8 @@ pub struct Server {
     https: Option<(TcpListener, TlsAcceptor)>,
     dispatch: Option<TcpListener>,
     mail: Option<msgr_mail::MailServer>,
+    /// Every mailbox change, for Messenger's Hotmail notices ([`hotmail::run`]).
+    mail_tap: Option<tokio::sync::mpsc::Receiver<msgr_mail::notify::MailEvent>>,
     addrs: BoundAddrs,
 }
 
@@ -350,6 +353,7 @@ impl Server {
         if !shared.config.dispatch_to.is_empty() {
             tracing::info!(targets = ?shared.config.dispatch_to, "dispatch-only mode");
         }
+        let mut mail_tap = None;
         let mail = match mail_tls {
             Some(tls) => {
                 let server = msgr_mail::MailServer::bind(msgr_mail::MailDeps {
@@ -361,6 +365,7 @@ impl Server {
                 })
                 .await?;
                 addrs.mail = server.addrs();
+                mail_tap = Some(server.context().notify.tap(hotmail::TAP_CAPACITY));
                 Some(server)
             }
             None => None,
@@ -372,6 +377,7 @@ impl Server {
             https,
             dispatch,
             mail,
+            mail_tap,
             addrs,
         })
     }
@@ -418,6 +424,9 @@ impl Server {
                 shutdown.clone(),
                 tracker.clone(),
             ));
+        }
+        if let Some(tap) = self.mail_tap {
+            tracker.spawn(hotmail::run(self.shared.clone(), tap, shutdown.clone()));
         }
         if let Some(mail) = self.mail {
             // The mail side keeps its own tracker and grace period; it ends with the same token.

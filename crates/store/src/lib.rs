@@ -294,6 +294,10 @@ impl MailStore for Store {
         delegate!(self, s => s.message_raw(folder_id, uid))
     }
 
+    fn message(&self, folder_id: i64, uid: u32) -> Result<Option<MessageMeta>> {
+        delegate!(self, s => s.message(folder_id, uid))
+    }
+
     fn folder_version(&self, folder_id: i64) -> Result<Option<(u32, u64)>> {
         delegate!(self, s => s.folder_version(folder_id))
     }

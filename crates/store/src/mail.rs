@@ -332,6 +332,10 @@ pub trait MailStore: Send + Sync {
     /// The messages of a folder in UID order.
     fn messages(&self, folder_id: i64) -> crate::Result<Vec<MessageMeta>>;
 
+    /// One message's metadata, `None` if there is no such UID (any more): what a new-mail notice shows
+    /// without reading the whole folder.
+    fn message(&self, folder_id: i64, uid: u32) -> crate::Result<Option<MessageMeta>>;
+
     /// The raw bytes of one message, `None` if there is no such UID (any more).
     fn message_raw(&self, folder_id: i64, uid: u32) -> crate::Result<Option<Vec<u8>>>;
 

@@ -902,6 +902,7 @@ mod tests {
             state: UserState::new(ContactList::new(email, Guid::random())),
             announced: false,
             changes: TokenBucket::new(&crate::config::LimitsConfig::default()),
+            mail: None,
         }
     }
 

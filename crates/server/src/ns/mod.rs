@@ -13,6 +13,7 @@ mod chl;
 mod cvr;
 mod gcf;
 mod lists;
+mod mail;
 mod presence;
 mod syn;
 mod usr;
@@ -75,6 +76,8 @@ struct OnlineUser {
     announced: bool,
     /// Paces `CHG`, `REA` and `PRP` (800 when exhausted).
     changes: presence::TokenBucket,
+    /// The unread mail counts told to the client; `None` when the server hosts no mail.
+    mail: Option<mail::MailView>,
 }
 
 pub struct NsSession {
@@ -256,6 +259,15 @@ impl NsSession {
                 }
                 Flow::Continue
             }
+            Event::Mail(notice) => {
+                let root = crate::passport::site_root(&self.shared.dalogin);
+                if let State::Online { user, .. } = &mut self.state {
+                    if let Some(view) = &mut user.mail {
+                        mail::render(&root, view, &notice, out);
+                    }
+                }
+                Flow::Continue
+            }
             // Switchboard events go to switchboard connections only.
             Event::Switchboard(_) => Flow::Continue,
             Event::ListChanged(c) => {
@@ -357,31 +369,6 @@ impl NsSession {
                 Flow::Continue
             }
         }
-    }
-
-    /// `URL t service [param]` asks for a web page (Hotmail inbox, compose, profile…). The
-    /// answer is `URL t rru url` with the page's address, and from MSNP8 on a site id after
-    /// it (`URL t rru url 2`). msgr sends every service to its own front page, where its web
-    /// side lives.
-    fn url(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {
-        let params = frame.params();
-        let Some(service) = params.first() else {
-            error(out, ErrorCode::InvalidParameter, trid);
-            return Flow::Continue;
-        };
-        let rru = if service.eq_ignore_ascii_case("INBOX") {
-            "/cgi-bin/HoTMaiL"
-        } else {
-            "/"
-        };
-        let base = crate::passport::site_root(&self.shared.dalogin);
-        match self.dialect() {
-            Some(d) if d >= Dialect::Msnp8 => {
-                write_line(out, "URL", Some(trid), &[rru, &base, "2"])
-            }
-            _ => write_line(out, "URL", Some(trid), &[rru, &base]),
-        }
-        Flow::Continue
     }
 
     /// `IMS t ON|OFF` turns incoming switchboard invitations on or off; msgr acknowledges with

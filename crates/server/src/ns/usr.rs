@@ -213,6 +213,13 @@ impl NsSession {
                 *state.list_mut() = list;
             }
         }
+        // Read after the registration: a delivery committed from here on reaches the session as
+        // a hub event, one committed before is in these counts.
+        let counts = if crate::hotmail::enabled(&self.shared.config) {
+            crate::hotmail::unread_counts(self.shared.store.clone(), &account.email).await
+        } else {
+            None
+        };
         let name = urlenc::encode(&account.display_name).into_owned();
         write_line(
             out,
@@ -227,9 +234,10 @@ impl NsSession {
                 Transport::Tcp => self.peer.port(),
                 Transport::HttpGateway => 0,
             };
-            let profile = profile(&account, self.peer.ip(), port);
+            let profile = profile(&account, self.peer.ip(), port, counts.is_some());
             write_payload(out, "MSG", None, &["Hotmail", "Hotmail"], &profile);
         }
+        let mail = counts.and_then(|c| self.initial_mail(c, out));
         let mut user = OnlineUser {
             email: account.email,
             challenge: None,
@@ -237,6 +245,7 @@ impl NsSession {
             state,
             announced: false,
             changes: TokenBucket::new(&self.shared.config.limits),
+            mail,
         };
         if chl::challenges(dialect) {
             Self::send_challenge(&mut user, out);
@@ -260,11 +269,19 @@ impl NsSession {
 }
 
 /// The `text/x-msmsgsprofile` message: who the user is and where they connect from.
-fn profile(account: &msgr_store::Account, ip: std::net::IpAddr, port: u16) -> Vec<u8> {
+///
+/// `EmailEnabled: 1` when the account has a mailbox here: clients then show the inbox and open it
+/// with `URL`. `sid` (507) and `kv` (5) are the values of the `USR … TWN S` challenge.
+fn profile(
+    account: &msgr_store::Account,
+    ip: std::net::IpAddr,
+    port: u16,
+    email_enabled: bool,
+) -> Vec<u8> {
     let id = account.id as u64;
     msgr_proto::mime::Profile {
         login_time: unix_now(),
-        email_enabled: false,
+        email_enabled,
         member_id_high: (id >> 32) as u32,
         member_id_low: id as u32 as i32,
         lang_preference: 1033,

@@ -494,6 +494,17 @@ impl MailStore for SqliteStore {
         })
     }
 
+    fn message(&self, folder_id: i64, uid: u32) -> Result<Option<MessageMeta>> {
+        self.with_reader(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM mail_messages WHERE folder_id = ?1 AND uid = ?2"
+                ))?
+                .query_row(params![folder_id, uid], message_from_row)
+                .optional()?)
+        })
+    }
+
     fn message_raw(&self, folder_id: i64, uid: u32) -> Result<Option<Vec<u8>>> {
         self.with_reader(|conn| {
             Ok(conn

@@ -1,0 +1,286 @@
+//! Hotmail inside Messenger over real sockets, in every dialect: the profile's `EmailEnabled`, the
+//! initial unread counts after sign-in, a new-mail notice for mail delivered by SMTP, and
+//! active-mail notices when IMAP marks mail read or moves it and when POP3 deletes it. Notice
+//! payloads are checked byte for byte; `URL` answers with msgr's own pages.
+
+#![allow(clippy::unwrap_used)]
+
+use anyhow::{bail, ensure, Context, Result};
+use msgr_it::{
+    challenge_answer, cvr_request, md5_hex, passport_ticket, Conn, ServerOptions, TestServer,
+    CVR_REPLY, TIMEOUT,
+};
+use msgr_mail::MailConfig;
+use msgr_proto::Dialect;
+use std::net::SocketAddr;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const ALICE: &str = "alice@example.com";
+const PASSWORD: &str = "correct horse";
+
+async fn start(dialect: Dialect) -> Result<TestServer> {
+    let mut mail = MailConfig {
+        allow_plaintext_auth: true,
+        ..MailConfig::default()
+    };
+    // Delivery must land in the Inbox whatever the filter would think of the test mail.
+    mail.spam.enabled = false;
+    let server = TestServer::start(ServerOptions {
+        mail: Some(mail),
+        ..ServerOptions::for_dialect(dialect)
+    })
+    .await?;
+    server.add_account(ALICE, PASSWORD, "Alice").await?;
+    Ok(server)
+}
+
+/// `https://127.0.0.1:port/mail/login`: where notices and `URL` send the client's sign-in form.
+fn post_url(server: &TestServer) -> String {
+    format!(
+        "https://127.0.0.1:{}/mail/login",
+        server.addrs.https.unwrap().port()
+    )
+}
+
+/// Reads one SMTP reply (the last line of a multi-line one).
+async fn smtp_reply(r: &mut BufReader<tokio::io::ReadHalf<TcpStream>>) -> Result<String> {
+    loop {
+        let mut l = String::new();
+        tokio::time::timeout(TIMEOUT, r.read_line(&mut l)).await??;
+        if l.len() < 4 || l.as_bytes()[3] == b' ' {
+            return Ok(l);
+        }
+    }
+}
+
+/// Sends one message from Bob Example to Alice through the MX.
+async fn smtp_send(server: &TestServer, subject: &str) -> Result<()> {
+    let s = TcpStream::connect(server.addrs.mail.smtp.unwrap()).await?;
+    let (r, mut w) = tokio::io::split(s);
+    let mut r = BufReader::new(r);
+    ensure!(smtp_reply(&mut r).await?.starts_with("220"));
+    for (line, code) in [
+        ("EHLO test.example".to_owned(), "250"),
+        ("MAIL FROM:<bob@other.example>".to_owned(), "250"),
+        (format!("RCPT TO:<{ALICE}>"), "250"),
+        ("DATA".to_owned(), "354"),
+        (
+            format!("Subject: {subject}\r\nFrom: Bob Example <bob@other.example>\r\n\r\nhi\r\n."),
+            "250",
+        ),
+        ("QUIT".to_owned(), "221"),
+    ] {
+        w.write_all(format!("{line}\r\n").as_bytes()).await?;
+        let got = smtp_reply(&mut r).await?;
+        ensure!(got.starts_with(code), "{line}: {got}");
+    }
+    Ok(())
+}
+
+/// A line-based mail session (IMAP or POP3) over plain TCP.
+struct Lines {
+    r: BufReader<tokio::io::ReadHalf<TcpStream>>,
+    w: tokio::io::WriteHalf<TcpStream>,
+}
+
+impl Lines {
+    async fn connect(addr: SocketAddr) -> Result<Lines> {
+        let (r, w) = tokio::io::split(TcpStream::connect(addr).await?);
+        let mut l = Lines {
+            r: BufReader::new(r),
+            w,
+        };
+        let greeting = l.line().await?;
+        ensure!(
+            greeting.starts_with("* OK") || greeting.starts_with("+OK"),
+            "{greeting}"
+        );
+        Ok(l)
+    }
+
+    async fn line(&mut self) -> Result<String> {
+        let mut l = String::new();
+        let n = tokio::time::timeout(TIMEOUT, self.r.read_line(&mut l))
+            .await
+            .context("no line from the server")??;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        Ok(l)
+    }
+
+    /// Sends `line` and reads until a line starting with `until`; returns that line.
+    async fn cmd(&mut self, line: &str, until: &str) -> Result<String> {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).await?;
+        loop {
+            let l = self.line().await?;
+            if l.starts_with(until) {
+                return Ok(l);
+            }
+            ensure!(!l.starts_with("-ERR"), "{line}: {l}");
+        }
+    }
+}
+
+/// Signs Alice in like `msgr_it::login`, but returns the profile and the initial mail notice
+/// (if any) that come between `USR … OK` and the challenge.
+async fn sign_in(server: &TestServer, dialect: Dialect) -> Result<(Conn, Option<String>, String)> {
+    let ep = server.endpoint();
+    let mut c = Conn::connect(ep.msnp).await?;
+    c.set_label(format!("{ALICE}/{dialect}"));
+    let ver = dialect.token();
+    c.send(&format!("VER 1 {ver} CVR0")).await?;
+    c.expect_line(&format!("VER 1 {ver} CVR0")).await?;
+    if dialect < Dialect::Msnp8 {
+        c.send("INF 2").await?;
+        c.expect_line("INF 2 MD5").await?;
+        c.send(&format!("USR 3 MD5 I {ALICE}")).await?;
+        let line = c.expect_match("USR 3 MD5 S {any}").await?;
+        let salt = line.rsplit(' ').next().unwrap_or_default();
+        c.send(&format!("USR 4 MD5 S {}", md5_hex(salt, PASSWORD)))
+            .await?;
+    } else {
+        c.send(&cvr_request(2, ALICE)).await?;
+        c.expect_line(&format!("CVR 2 {CVR_REPLY}")).await?;
+        c.send(&format!("USR 3 TWN I {ALICE}")).await?;
+        c.expect_match("USR 3 TWN S {any}").await?;
+        let ticket = passport_ticket(ep.https, &ep.ca, ALICE, PASSWORD).await?;
+        c.send(&format!("USR 4 TWN S {ticket}")).await?;
+    }
+    c.expect_match(&format!("USR 4 OK {ALICE} {{rest}}"))
+        .await?;
+    // The profile (MSNP5+), then the initial notice (the tests sign in with unread mail), then
+    // the challenge (MSNP8+).
+    let profile = if dialect >= Dialect::Msnp5 {
+        Some(notice(&mut c).await?)
+    } else {
+        None
+    };
+    let initial = notice(&mut c).await?;
+    if dialect >= Dialect::Msnp8 {
+        let chl = c.expect_match("CHL 0 {digits}").await?;
+        let challenge = chl.rsplit(' ').next().unwrap_or_default();
+        let (id, answer) = challenge_answer(dialect, challenge);
+        c.send_raw(format!("QRY 5 {id} 32\r\n{answer}").as_bytes())
+            .await?;
+        c.expect_line("QRY 5").await?;
+    }
+    Ok((c, profile, initial))
+}
+
+/// The next `MSG Hotmail Hotmail` payload.
+async fn notice(c: &mut Conn) -> Result<String> {
+    let frame = c.recv_frame().await?;
+    ensure!(
+        frame.line().starts_with("MSG Hotmail Hotmail "),
+        "expected a Hotmail notice, got {}",
+        frame.line()
+    );
+    Ok(String::from_utf8(
+        frame.payload().map(|p| p.to_vec()).unwrap_or_default(),
+    )?)
+}
+
+fn active(src: &str, dest: &str, delta: u32) -> String {
+    format!(
+        "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsactivemailnotification; charset=UTF-8\r\n\r\n\
+         Src-Folder: {src}\r\nDest-Folder: {dest}\r\nMessage-Delta: {delta}\r\n\r\n"
+    )
+}
+
+/// The whole story in one dialect.
+async fn hotmail(dialect: Dialect) -> Result<()> {
+    let server = start(dialect).await?;
+    let post = post_url(&server);
+
+    // Unread mail before sign-in: the initial notice counts it.
+    smtp_send(&server, "Before").await?;
+    let (mut c, profile, initial) = sign_in(&server, dialect).await?;
+    if dialect >= Dialect::Msnp5 {
+        let profile = profile.context("no profile")?;
+        ensure!(profile.contains("\r\nEmailEnabled: 1\r\n"), "{profile}");
+        ensure!(profile.contains("\r\nsid: 507\r\n") && profile.contains("\r\nkv: 5\r\n"));
+    }
+    assert_eq!(
+        initial,
+        format!(
+            "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinitialemailnotification; charset=UTF-8\r\n\r\n\
+             Inbox-Unread: 1\r\nFolders-Unread: 0\r\nInbox-URL: /mail/inbox\r\nFolders-URL: /mail/folders\r\n\
+             Post-URL: {post}\r\n\r\n"
+        )
+    );
+
+    // New mail by SMTP while online.
+    smtp_send(&server, "Hello").await?;
+    assert_eq!(
+        notice(&mut c).await?,
+        format!(
+            "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsemailnotification; charset=UTF-8\r\n\r\n\
+             From: Bob Example\r\nMessage-URL: /mail/message?folder=INBOX&uid=2\r\nPost-URL: {post}\r\n\
+             Subject: Hello\r\nDest-Folder: ACTIVE\r\nFrom-Addr: bob@other.example\r\nid: 2\r\n"
+        )
+    );
+
+    // IMAP reads the first message, then moves the second to Trash unread.
+    let mut imap = Lines::connect(server.addrs.mail.imap.unwrap()).await?;
+    imap.cmd(&format!("l LOGIN {ALICE} \"{PASSWORD}\""), "l OK")
+        .await?;
+    imap.cmd("s SELECT INBOX", "s OK").await?;
+    imap.cmd("f UID STORE 1 +FLAGS (\\Seen)", "f OK").await?;
+    assert_eq!(notice(&mut c).await?, active("ACTIVE", "", 1));
+    imap.cmd("m UID MOVE 2 Trash", "m OK").await?;
+    assert_eq!(notice(&mut c).await?, active("ACTIVE", "trAsH", 1));
+    imap.cmd("o LOGOUT", "o OK").await?;
+
+    // POP3 deletes a new unread message at QUIT.
+    smtp_send(&server, "Third").await?;
+    let n = notice(&mut c).await?;
+    ensure!(n.contains("Subject: Third\r\n"), "{n}");
+    let mut pop = Lines::connect(server.addrs.mail.pop3.unwrap()).await?;
+    pop.cmd(&format!("USER {ALICE}"), "+OK").await?;
+    pop.cmd(&format!("PASS {PASSWORD}"), "+OK").await?;
+    // The Inbox holds the read first message and this one.
+    pop.cmd("DELE 2", "+OK").await?;
+    pop.cmd("QUIT", "+OK").await?;
+    assert_eq!(notice(&mut c).await?, active("ACTIVE", "", 1));
+
+    // URL: msgr's own pages, Hotmail's site id from MSNP8 on, 710 for an unknown service.
+    c.send("URL 9 INBOX").await?;
+    let site = if dialect >= Dialect::Msnp8 { " 2" } else { "" };
+    c.expect_line(&format!("URL 9 /mail/inbox {post}{site}"))
+        .await?;
+    c.send("URL 10 COMPOSE bob@other.example").await?;
+    c.expect_line(&format!(
+        "URL 10 /mail/compose?to=bob@other.example {post}{site}"
+    ))
+    .await?;
+    c.send("URL 11 NOSUCHPAGE").await?;
+    c.expect_line("710 11").await?;
+    server.stop().await
+}
+
+macro_rules! dialects {
+    ($($name:ident => $d:expr),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> Result<()> {
+                hotmail($d).await
+            }
+        )+
+    };
+}
+
+dialects! {
+    msnp2 => Dialect::Msnp2,
+    msnp3 => Dialect::Msnp3,
+    msnp4 => Dialect::Msnp4,
+    msnp5 => Dialect::Msnp5,
+    msnp6 => Dialect::Msnp6,
+    msnp7 => Dialect::Msnp7,
+    msnp8 => Dialect::Msnp8,
+    msnp9 => Dialect::Msnp9,
+    msnp10 => Dialect::Msnp10,
+    msnp11 => Dialect::Msnp11,
+    msnp12 => Dialect::Msnp12,
+}
