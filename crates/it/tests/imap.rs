@@ -543,6 +543,15 @@ async fn authentication_rules() -> Result<()> {
     c.send(&format!("{plain}\r\n")).await?;
     let r = c.until("b").await?;
     ensure!(r.last().unwrap().starts_with("b OK"), "{r:?}");
+    // Thunderbird's LIST-EXTENDED form for SPECIAL-USE servers.
+    let r = c
+        .cmd("x", "LIST (SPECIAL-USE) \"\" \"*\" RETURN (SUBSCRIBED)")
+        .await?;
+    ensure!(r.len() == 5, "the four special folders and OK: {r:?}");
+    ensure!(
+        r[0] == "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"\r\n",
+        "{r:?}"
+    );
     let r = c.cmd("n", "NAMESPACE").await?;
     ensure!(
         r[0].starts_with("* NAMESPACE ((\"\" \"/\")) NIL NIL"),

@@ -45,6 +45,9 @@ pub struct Extras {
     pub unchanged_since: Option<u64>,
     /// For each `BODY[…]` item of the rewritten FETCH in order: `Some` if it was a `BINARY` item.
     pub binary: Vec<Option<Binary>>,
+    /// LIST-EXTENDED selection options (RFC 5258, RFC 6154): `(SPECIAL-USE)`, `(SUBSCRIBED)`.
+    pub list_special_only: bool,
+    pub list_subscribed_only: bool,
 }
 
 /// The outcome of looking at a command line.
@@ -150,6 +153,7 @@ pub fn pre(raw: &[u8]) -> Pre {
             }
         }
         "FETCH" => rewrite_fetch(&mut line, &mut extras),
+        "LIST" if verb == "LIST" => rewrite_list(&mut line, &mut extras),
         "STORE" => {
             let upper = line.to_ascii_uppercase();
             match upper.find(" (UNCHANGEDSINCE ") {
@@ -183,6 +187,36 @@ pub fn pre(raw: &[u8]) -> Pre {
 
 fn codec(line: Option<Vec<u8>>, extras: Extras) -> Pre {
     Pre::Codec { line, extras }
+}
+
+/// LIST-EXTENDED's `LIST (selection) ref pattern RETURN (options)`, as Thunderbird sends it to a server
+/// with SPECIAL-USE: the selection options are remembered, the return options dropped (special-use
+/// attributes and `\HasChildren`/`\HasNoChildren` are always returned). Only one pattern is taken.
+fn rewrite_list(line: &mut String, extras: &mut Extras) -> bool {
+    let upper = line.to_ascii_uppercase();
+    let mut changed = false;
+    if let Some(at) = upper.find(" RETURN (") {
+        if upper.ends_with(')') {
+            line.truncate(at);
+            changed = true;
+        }
+    }
+    let upper = line.to_ascii_uppercase();
+    if let Some(at) = upper.find(" LIST (") {
+        let open = at + " LIST (".len();
+        if let Some(close) = upper[open..].find(')') {
+            for opt in upper[open..open + close].split(' ') {
+                match opt {
+                    "SPECIAL-USE" => extras.list_special_only = true,
+                    "SUBSCRIBED" => extras.list_subscribed_only = true,
+                    _ => {}
+                }
+            }
+            line.replace_range(at + " LIST".len()..open + close + 1, "");
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// `CHANGEDSINCE`, `MODSEQ` and `BINARY` in a FETCH line.
@@ -343,6 +377,11 @@ mod tests {
         let (l, e) = rewritten("a STORE 1 (UNCHANGEDSINCE 5) +FLAGS (\\Seen)\r\n");
         assert_eq!(l, "a STORE 1 +FLAGS (\\Seen)\r\n");
         assert_eq!(e.unchanged_since, Some(5));
+        let (l, e) = rewritten("a LIST (SPECIAL-USE) \"\" \"*\" RETURN (CHILDREN)\r\n");
+        assert_eq!(l, "a LIST \"\" \"*\"\r\n");
+        assert!(e.list_special_only && !e.list_subscribed_only);
+        let (l, _) = rewritten("a LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n");
+        assert_eq!(l, "a LIST \"\" \"*\"\r\n");
         let (l, _) = rewritten("a FETCH 1 (BODY[HEADER.FIELDS (MODSEQ)])\r\n");
         assert_eq!(l, "a FETCH 1 (BODY[HEADER.FIELDS (MODSEQ)])\r\n");
         let (l, _) = rewritten("a FETCH 1 (BODY.PEEK[HEADER.FIELDS (Ünïcode)] MODSEQ)\r\n");

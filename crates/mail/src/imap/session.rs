@@ -798,7 +798,10 @@ impl Session {
                     &tag,
                     &mailbox_name(&reference),
                     &list_pattern(&mailbox_wildcard),
-                    false,
+                    ListKind::List {
+                        special_only: extras.list_special_only,
+                        subscribed_only: extras.list_subscribed_only,
+                    },
                 )
                 .await
             }
@@ -810,7 +813,7 @@ impl Session {
                     &tag,
                     &mailbox_name(&reference),
                     &list_pattern(&mailbox_wildcard),
-                    true,
+                    ListKind::Lsub,
                 )
                 .await
             }
@@ -1190,7 +1193,15 @@ impl Session {
         }
     }
 
-    async fn list(&mut self, tag: &str, reference: &str, pattern: &str, lsub: bool) -> Flow {
+    async fn list(&mut self, tag: &str, reference: &str, pattern: &str, kind: ListKind) -> Flow {
+        let lsub = matches!(kind, ListKind::Lsub);
+        let (special_only, subscribed_only) = match kind {
+            ListKind::List {
+                special_only,
+                subscribed_only,
+            } => (special_only, subscribed_only),
+            ListKind::Lsub => (false, true),
+        };
         let verb = if lsub { "LSUB" } else { "LIST" };
         if pattern.is_empty() {
             // The hierarchy delimiter and root (RFC 3501 §6.3.8).
@@ -1205,7 +1216,9 @@ impl Session {
         };
         let full = format!("{reference}{pattern}");
         for f in &folders {
-            if lsub && !f.subscribed {
+            if (subscribed_only && !f.subscribed)
+                || (special_only && f.special.and_then(SpecialUse::attribute).is_none())
+            {
                 continue;
             }
             if !wildcard_match(&full, &f.name) {
@@ -1221,6 +1234,10 @@ impl Session {
             });
             if let Some(a) = f.special.and_then(SpecialUse::attribute) {
                 attrs.push(a);
+            }
+            if subscribed_only && !lsub && f.subscribed {
+                // LIST (SUBSCRIBED) marks what it selected (RFC 5258 §3.1).
+                attrs.push("\\Subscribed");
             }
             let mut line = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
             write_mailbox(&mut line, &f.name);
@@ -1697,6 +1714,18 @@ impl Session {
         }
         Flow::Continue
     }
+}
+
+/// Which listing a LIST-like command asks for.
+#[derive(Clone, Copy)]
+enum ListKind {
+    /// `LIST`, with LIST-EXTENDED's selection options.
+    List {
+        special_only: bool,
+        subscribed_only: bool,
+    },
+    /// `LSUB`: subscribed folders only.
+    Lsub,
 }
 
 /// Waits for a change of the account while `idling`; otherwise never resolves.
