@@ -105,7 +105,8 @@ pub struct ServerOptions {
     pub limits: LimitsConfig,
     /// The `[mail]` section. Its listeners are always moved to `127.0.0.1:0` (the defaults are fixed
     /// ports, which parallel tests would fight over). `None`: the defaults with
-    /// `allow_plaintext_auth = true`, so tests can sign in over plain loopback connections.
+    /// `allow_plaintext_auth = true`, so tests can sign in over plain loopback connections. Sender
+    /// authentication runs only when the test names its own DNS servers (`auth_dns`).
     pub mail: Option<MailConfig>,
 }
 
@@ -176,10 +177,19 @@ impl TestServer {
                 pop3s: Some(loopback),
                 imap: Some(loopback),
                 imaps: Some(loopback),
-                ..opts.mail.unwrap_or_else(|| MailConfig {
-                    allow_plaintext_auth: true,
-                    ..MailConfig::default()
-                })
+                ..opts.mail.map_or_else(
+                    || MailConfig {
+                        allow_plaintext_auth: true,
+                        sender_auth: false,
+                        ..MailConfig::default()
+                    },
+                    |mut m| {
+                        // Tests never ask outside DNS: sender authentication only against a test's
+                        // own servers (`auth_dns`).
+                        m.sender_auth &= !m.auth_dns.is_empty();
+                        m
+                    },
+                )
             },
             ..Config::default()
         };

@@ -4,6 +4,7 @@
 //! No code here knows MSNP. The server crate builds a [`MailServer`] beside its MSNP listeners, lends it the
 //! password check (its hashing threads) and the TLS configuration, and runs it under the same shutdown token.
 
+pub mod auth;
 pub mod config;
 pub mod deliver;
 pub mod imap;
@@ -74,6 +75,8 @@ pub struct Context {
     pub hostname: String,
     /// The MX's spam filter with its global model; `None` when `[mail.spam] enabled = false`.
     pub spam: Option<Arc<spam::SpamFilter>>,
+    /// SPF/DKIM/DMARC on the MX; `None` when `[mail] sender_auth = false` or no resolver could be set up.
+    pub sender_auth: Option<Arc<auth::SenderAuth>>,
     /// Woken when mail enters the outbound queue (or `msgr mail retry` asks), so delivery starts at once.
     pub outbound_kick: tokio::sync::Notify,
     /// The maildrops POP3 sessions hold (RFC 1939 §8: one session per maildrop). `Default::default()`.
@@ -134,6 +137,17 @@ impl Context {
             shutdown.clone(),
             tracker,
         );
+        let sender_auth = if config.sender_auth {
+            match auth::SenderAuth::new(&config.auth_dns, &hostname) {
+                Ok(a) => Some(Arc::new(a)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sender authentication off");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Arc::new(Context {
             config,
             store,
@@ -141,6 +155,7 @@ impl Context {
             tls: tokio_rustls::TlsAcceptor::from(tls),
             hostname,
             spam,
+            sender_auth,
             outbound_kick: tokio::sync::Notify::new(),
             maildrop_locks: Default::default(),
             deliverer,
@@ -208,7 +223,9 @@ pub(crate) mod testing {
         _dir: tempfile::TempDir,
     }
 
-    pub(crate) fn context(config: MailConfig) -> TestContext {
+    pub(crate) fn context(mut config: MailConfig) -> TestContext {
+        // Unit tests never ask outside DNS: sender authentication only against a test's own servers.
+        config.sender_auth &= !config.auth_dns.is_empty();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("msgr.db")).unwrap();
         for email in ["alice@example.com", "bob@example.com"] {

@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 /// sends without reading cannot make the output grow.
 const MAX_PENDING_OUTPUT: usize = 16 * 1024;
 
+/// The longest sender authentication (SPF, DKIM and DMARC lookups together) may take for one message.
+const AUTH_DEADLINE: Duration = Duration::from_secs(20);
+
 /// The smallest free space a read is given; reads happen only when a line is incomplete, so this is also
 /// about what an idle session's buffer costs.
 const READ_CHUNK: usize = 1024;
@@ -687,7 +690,35 @@ impl Session {
         // `Received` stay on top as RFC 5321 §4.4 has them.
         let (trace, message) = raw.split_at(raw.len() - body_len);
         let summary = mime::summarize(&raw);
-        // Mail from strangers (the MX, no AUTH) is judged; what signed-in users send is theirs to send.
+        // Mail from strangers (the MX, no AUTH) is authenticated and judged; what signed-in users send
+        // is theirs to send.
+        let auth = match (&self.account, &self.ctx.sender_auth) {
+            (None, Some(a)) => {
+                let helo = self.helo.as_deref().unwrap_or("unknown");
+                let check = a.check(self.peer.ip(), helo, &tx.sender, message);
+                // DNS that does not answer must not hold the message past the client's patience
+                // (RFC 5321 §4.5.3.2.6 gives it 10 minutes; senders are often less patient).
+                match tokio::time::timeout(AUTH_DEADLINE, check).await {
+                    Ok(verdict) => Some(verdict),
+                    Err(_) => {
+                        tracing::warn!(id, sender = %tx.sender, "sender authentication timed out; delivering without it");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(a) = auth.as_ref().filter(|a| a.dmarc_reject) {
+            tracing::info!(id, sender = %tx.sender, header = a.header.trim_end(), "dmarc p=reject failure");
+            if self.ctx.config.dmarc_enforce {
+                self.error(
+                    conn,
+                    "550 5.7.1 Message rejected: DMARC policy of the From domain (p=reject) failed",
+                );
+                return Flow::Continue;
+            }
+        }
+        let extra = auth.as_ref().map(|a| a.hits.clone()).unwrap_or_default();
         let verdicts = match (&self.account, &self.ctx.spam) {
             (None, Some(filter)) => {
                 judge(
@@ -696,19 +727,26 @@ impl Session {
                     &raw,
                     tx.local.clone(),
                     now,
+                    extra,
                 )
                 .await
             }
             _ => None,
         };
+        let auth_header = auth.as_ref().map(|a| a.header.as_str()).unwrap_or("");
+        // DMARC's quarantine (or an unenforced reject) sends the message to Junk even without the filter.
+        let auth_junk = auth.as_ref().is_some_and(|a| a.dmarc_junk);
         // Recipients whose verdicts read the same share one stored copy of the bytes; the headers differ
         // only when users' own training differs.
         let mut groups: Vec<(String, Vec<LocalTarget>)> = Vec::new();
         let mut junked = 0usize;
         for (i, account) in tx.local.iter().enumerate() {
             let verdict = verdicts.as_ref().and_then(|v| v.get(i));
-            let head = verdict.map(|v| v.header_lines()).unwrap_or_default();
-            let spam = verdict.is_some_and(|v| v.is_spam());
+            let head = format!(
+                "{auth_header}{}",
+                verdict.map(|v| v.header_lines()).unwrap_or_default()
+            );
+            let spam = auth_junk || verdict.is_some_and(|v| v.is_spam());
             junked += usize::from(spam);
             let target = LocalTarget {
                 account: account.clone(),
@@ -960,10 +998,11 @@ async fn judge(
     raw: &[u8],
     recipients: Vec<String>,
     now: i64,
+    extra: Vec<msgr_spam::Hit>,
 ) -> Option<Vec<msgr_spam::Verdict>> {
     let raw = raw.to_vec();
     let task =
-        tokio::task::spawn_blocking(move || filter.judge(&store, &raw, now, &recipients, &[]));
+        tokio::task::spawn_blocking(move || filter.judge(&store, &raw, now, &recipients, &extra));
     match task.await {
         Ok(verdicts) => Some(verdicts),
         Err(e) => {
