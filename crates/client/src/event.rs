@@ -155,6 +155,99 @@ pub enum ChatEvent {
     },
 }
 
+/// A Hotmail notice from the notification server (`MSG Hotmail Hotmail`): the account's mailbox.
+/// Folders are named as the server names them: `ACTIVE` is the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailEvent {
+    /// At sign-in, when there is unread mail (`text/x-msmsgsinitialemailnotification`).
+    Unread {
+        inbox: u32,
+        /// Unread messages in every other folder.
+        folders: u32,
+        /// The inbox page, relative to the web site, and where its sign-in form is posted.
+        inbox_url: String,
+        post_url: String,
+    },
+    /// New mail arrived (`text/x-msmsgsemailnotification`); counts one more unread in `folder`.
+    Arrived {
+        from: String,
+        from_addr: String,
+        subject: String,
+        folder: String,
+        message_url: String,
+    },
+    /// `delta` unread messages left `src` for `dest` (`text/x-msmsgsactivemailnotification`):
+    /// read, moved or deleted. An empty side means nowhere (read, deleted for good) or nowhere
+    /// known (marked unread again).
+    Moved {
+        src: String,
+        dest: String,
+        delta: u32,
+    },
+}
+
+impl MailEvent {
+    /// The inbox's name on the wire.
+    pub const INBOX: &'static str = "ACTIVE";
+
+    /// Applies this notice to `(inbox, other folders)` unread counts, as the official client did.
+    pub fn apply(&self, counts: &mut (u32, u32)) {
+        fn slot<'a>(c: &'a mut (u32, u32), folder: &str) -> &'a mut u32 {
+            if folder == MailEvent::INBOX {
+                &mut c.0
+            } else {
+                &mut c.1
+            }
+        }
+        match self {
+            MailEvent::Unread { inbox, folders, .. } => *counts = (*inbox, *folders),
+            MailEvent::Arrived { folder, .. } => {
+                let n = slot(counts, folder);
+                *n = n.saturating_add(1);
+            }
+            MailEvent::Moved { src, dest, delta } => {
+                if !src.is_empty() {
+                    let n = slot(counts, src);
+                    *n = n.saturating_sub(*delta);
+                }
+                if !dest.is_empty() {
+                    let n = slot(counts, dest);
+                    *n = n.saturating_add(*delta);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_counts_follow_the_notices() {
+        let mut c = (0, 0);
+        MailEvent::Unread {
+            inbox: 2,
+            folders: 1,
+            inbox_url: String::new(),
+            post_url: String::new(),
+        }
+        .apply(&mut c);
+        assert_eq!(c, (2, 1));
+        let moved = |src: &str, dest: &str, delta| MailEvent::Moved {
+            src: src.into(),
+            dest: dest.into(),
+            delta,
+        };
+        moved("ACTIVE", "trAsH", 1).apply(&mut c);
+        assert_eq!(c, (1, 2));
+        moved("trAsH", "", 5).apply(&mut c);
+        assert_eq!(c, (1, 0));
+        moved("", "ACTIVE", 1).apply(&mut c);
+        assert_eq!(c, (2, 0));
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// `ILN`/`NLN`: a contact is online with this status (first snapshot or a change).
@@ -189,4 +282,6 @@ pub enum Event {
     },
     /// Signed in again after a disconnect; the lists were re-synchronised.
     Reconnected,
+    /// The account's mailbox: unread counts at sign-in, new mail, mail read or moved.
+    Mail(MailEvent),
 }

@@ -38,7 +38,7 @@ mod wire;
 
 pub use config::{Config, Reconnect};
 pub use error::{AuthFailure, ClientError, ServerError};
-pub use event::{ChatEvent, ChatId, DisconnectReason, Event, FileOffer, Ring, Status};
+pub use event::{ChatEvent, ChatId, DisconnectReason, Event, FileOffer, MailEvent, Ring, Status};
 pub use ftp::{Progress, ProgressFn};
 pub use lists::{Contact, Generation, List, ListCache, ListChange};
 pub use msgr_proto::mime::ImFormat;

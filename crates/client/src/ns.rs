@@ -18,7 +18,7 @@
 
 use crate::config::Config;
 use crate::error::{ClientError, ServerError};
-use crate::event::{DisconnectReason, Event, Ring, Status};
+use crate::event::{DisconnectReason, Event, MailEvent, Ring, Status};
 use crate::lists::{List, ListCache, SyncProgress};
 use crate::login::{sign_in, SignedIn};
 use crate::sb::{self, Chat, SbContext};
@@ -440,6 +440,38 @@ fn psm_of(payload: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// The Hotmail notice in an NS `MSG`, if it is one.
+fn mail_event(f: &Frame) -> Option<MailEvent> {
+    use msgr_proto::mime::{
+        ActiveMailNotification, EmailNotification, InitialEmailNotification, MimeMessage,
+    };
+    let m = MimeMessage::parse(f.payload()?).ok()?;
+    if let Ok(n) = InitialEmailNotification::from_message(&m) {
+        return Some(MailEvent::Unread {
+            inbox: n.inbox_unread,
+            folders: n.folders_unread,
+            inbox_url: n.inbox_url,
+            post_url: n.post_url,
+        });
+    }
+    if let Ok(n) = EmailNotification::from_message(&m) {
+        return Some(MailEvent::Arrived {
+            from: n.from,
+            from_addr: n.from_addr,
+            subject: n.subject,
+            folder: n.dest_folder,
+            message_url: n.message_url,
+        });
+    }
+    ActiveMailNotification::from_message(&m)
+        .ok()
+        .map(|n| MailEvent::Moved {
+            src: n.src_folder,
+            dest: n.dest_folder,
+            delta: n.message_delta,
+        })
+}
+
 /// A signed-in, synchronised connection with its status set.
 struct Online {
     wire: Wire,
@@ -499,6 +531,13 @@ async fn go_online(
             "CHL" => {
                 answer_challenge(&mut wire, dialect, next_trid, &f).await?;
                 next_trid += 1;
+            }
+            // Hotmail notices (the initial unread counts come before the list) are the online
+            // phase's; the profile is not kept.
+            "MSG" if mail_event(&f).is_some() => {
+                if early.len() < 1024 {
+                    early.push(f);
+                }
             }
             "QRY" | "MSG" | "SBS" | "GCF" => {}
             "SYN" if f.trid().map(|x| x.0) == Some(syn_trid) => {
@@ -836,6 +875,11 @@ impl Task {
                         text: psm_of(p),
                     })
                     .await;
+                }
+            }
+            "MSG" => {
+                if let Some(mail) = mail_event(&f) {
+                    self.emit(Event::Mail(mail)).await;
                 }
             }
             "RNG" => {

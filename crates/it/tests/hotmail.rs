@@ -284,3 +284,65 @@ dialects! {
     msnp11 => Dialect::Msnp11,
     msnp12 => Dialect::Msnp12,
 }
+
+/// msgr-client turns the notices into typed events whose counts follow the mailbox.
+async fn client_events(dialect: Dialect) -> Result<()> {
+    use msgr_client::{Client, Config, Event, MailEvent, TlsTrust};
+    let server = start(dialect).await?;
+    smtp_send(&server, "Before").await?;
+    let ep = server.endpoint();
+    let mut config = Config::new(ep.msnp.to_string(), ALICE, PASSWORD);
+    config.nexus = format!("https://{}/rdr/pprdr.asp", ep.https);
+    config.tls = TlsTrust::CertificateFile(ep.ca.clone());
+    config.dialect = dialect;
+    config.timeout = TIMEOUT;
+    let (client, mut events) = Client::connect(config).await?;
+    let mut next_mail = async || -> Result<MailEvent> {
+        loop {
+            match tokio::time::timeout(TIMEOUT, events.recv()).await? {
+                Some(Event::Mail(m)) => return Ok(m),
+                Some(_) => {}
+                None => bail!("the client's events ended"),
+            }
+        }
+    };
+    let mut counts = (0, 0);
+    let first = next_mail().await?;
+    ensure!(
+        matches!(&first, MailEvent::Unread { inbox: 1, folders: 0, inbox_url, .. } if inbox_url == "/mail/inbox"),
+        "{first:?}"
+    );
+    first.apply(&mut counts);
+    smtp_send(&server, "Hello").await?;
+    let arrived = next_mail().await?;
+    assert_eq!(
+        arrived,
+        MailEvent::Arrived {
+            from: "Bob Example".into(),
+            from_addr: "bob@other.example".into(),
+            subject: "Hello".into(),
+            folder: "ACTIVE".into(),
+            message_url: "/mail/message?folder=INBOX&uid=2".into(),
+        }
+    );
+    arrived.apply(&mut counts);
+    let mut imap = Lines::connect(server.addrs.mail.imap.unwrap()).await?;
+    imap.cmd(&format!("l LOGIN {ALICE} \"{PASSWORD}\""), "l OK")
+        .await?;
+    imap.cmd("s SELECT INBOX", "s OK").await?;
+    imap.cmd("m UID MOVE 1 Junk", "m OK").await?;
+    next_mail().await?.apply(&mut counts);
+    assert_eq!(counts, (1, 1));
+    client.sign_out().await;
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_msnp7() -> Result<()> {
+    client_events(Dialect::Msnp7).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_msnp12() -> Result<()> {
+    client_events(Dialect::Msnp12).await
+}

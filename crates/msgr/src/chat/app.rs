@@ -6,8 +6,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use msgr_client::{
-    ChatEvent, ChatId, DisconnectReason, Event, FileOffer, List, ListCache, ListChange, Ring,
-    Status,
+    ChatEvent, ChatId, DisconnectReason, Event, FileOffer, List, ListCache, ListChange, MailEvent,
+    Ring, Status,
 };
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -334,6 +334,9 @@ pub struct App {
     pub notice: Option<String>,
     pub connected: bool,
     pub quit: bool,
+    /// Unread mail `(inbox, other folders)` as the server's Hotmail notices tell it; `None` until
+    /// the first notice (a server without mail never sends one).
+    pub mail_unread: Option<(u32, u32)>,
 }
 
 fn plain(key: &KeyEvent) -> bool {
@@ -380,6 +383,7 @@ impl App {
             notice: None,
             connected: true,
             quit: false,
+            mail_unread: None,
         }
     }
 
@@ -1059,6 +1063,14 @@ impl App {
                 self.connected = true;
                 self.notice = Some("signed in again".into());
             }
+            Event::Mail(mail) => {
+                let mut counts = self.mail_unread.unwrap_or_default();
+                mail.apply(&mut counts);
+                self.mail_unread = Some(counts);
+                if let MailEvent::Arrived { from, subject, .. } = &mail {
+                    self.notice = Some(format!("new mail from {from}: {subject}"));
+                }
+            }
         }
         vec![]
     }
@@ -1450,6 +1462,43 @@ mod tests {
         let conv = app.conversation("bob@x.com").unwrap();
         assert_eq!(conv.state, ChatState::Open);
         assert_eq!(conv.lines.back().unwrap().speaker, Speaker::Me);
+    }
+
+    #[test]
+    fn mail_notices_keep_the_unread_count_and_say_who_wrote() {
+        let mut app = sample();
+        let now = Instant::now();
+        assert_eq!(app.mail_unread, None);
+        app.on_event(
+            Event::Mail(MailEvent::Unread {
+                inbox: 2,
+                folders: 0,
+                inbox_url: "/mail/inbox".into(),
+                post_url: String::new(),
+            }),
+            now,
+        );
+        app.on_event(
+            Event::Mail(MailEvent::Arrived {
+                from: "Bob".into(),
+                from_addr: "bob@x.com".into(),
+                subject: "Lunch?".into(),
+                folder: "ACTIVE".into(),
+                message_url: String::new(),
+            }),
+            now,
+        );
+        assert_eq!(app.mail_unread, Some((3, 0)));
+        assert_eq!(app.notice.as_deref(), Some("new mail from Bob: Lunch?"));
+        app.on_event(
+            Event::Mail(MailEvent::Moved {
+                src: "ACTIVE".into(),
+                dest: String::new(),
+                delta: 2,
+            }),
+            now,
+        );
+        assert_eq!(app.mail_unread, Some((1, 0)));
     }
 
     #[test]

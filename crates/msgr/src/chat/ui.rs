@@ -80,6 +80,12 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
             Style::new().add_modifier(Modifier::ITALIC),
         ));
     }
+    if let Some((inbox, _)) = app.mail_unread {
+        spans.push(Span::styled(
+            format!("  ✉ {inbox} unread"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
     if !app.connected {
         spans.push(Span::styled(
             "  [disconnected]",
