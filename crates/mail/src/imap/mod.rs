@@ -12,6 +12,8 @@
 //!   timers; `IDLE` waits on the account's change [`Subscription`](crate::notify::Subscription);
 //! - the selected mailbox's view ([`session::Selected`]): message sequence numbers, the flags the client
 //!   was told, and the diff against the store that becomes untagged `EXISTS`/`EXPUNGE`/`FETCH`;
+//! - the commands, by kind: `folders` (SELECT … APPEND), `messages` (EXPUNGE, SEARCH, STORE, COPY,
+//!   MOVE), `fetch`;
 //! - pure parts: MIME sections, `BODYSTRUCTURE`, `ENVELOPE` ([`mime`]), `SEARCH` ([`search`]), string
 //!   serialisation ([`write`]).
 //!
@@ -31,7 +33,9 @@
 
 pub mod ext;
 mod fetch;
+mod folders;
 pub mod frame;
+mod messages;
 pub mod mime;
 pub mod search;
 mod session;

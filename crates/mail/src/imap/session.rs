@@ -1,29 +1,26 @@
 //! The IMAP session: connection handling, the state machine of RFC 3501 §3 (not authenticated,
-//! authenticated, selected, logout) and every command.
+//! authenticated, selected, logout), authentication, the selected mailbox's view and its refresh, and
+//! command dispatch. The commands themselves live beside it: folder commands in `folders`, message
+//! commands in `messages`, `FETCH` in `fetch`.
 
 use super::ext::{self, Extras, Own, Pre};
+use super::folders::ListKind;
 use super::frame::{Event, Framer};
-use super::write::{flag_list, mailbox as write_mailbox};
+use super::write::flag_list;
 use super::{fetch, search};
 use crate::notify::Subscription;
-use crate::{Context, JunkMove, LookupError};
+use crate::{Context, LookupError};
 use base64::Engine;
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::auth::AuthMechanism;
-use imap_codec::imap_types::bounded_static::IntoBoundedStatic;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
-use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
-use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
-use imap_codec::imap_types::status::StatusDataItemName;
 use imap_codec::CommandCodec;
-use msgr_store::{
-    Delivery, FlagOp, Flags, Folder, FolderRef, LocalTarget, MailStore, MessageMeta, SpecialUse,
-    StoreError,
-};
+use msgr_store::{Flags, MailStore, MessageMeta, SpecialUse};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,14 +124,14 @@ pub(super) enum Flow {
 }
 
 /// RFC 3501 §3's states (logout is [`End::Logout`]).
-enum State {
+pub(super) enum State {
     NotAuthenticated,
     Authenticated,
     Selected(Box<Selected>),
 }
 
 /// A command that continues over more lines than its own.
-enum Pending {
+pub(super) enum Pending {
     /// `AUTHENTICATE PLAIN` without an initial response: the next line is the response.
     Authenticate { tag: String },
     /// In `IDLE` until the client says `DONE`.
@@ -190,24 +187,24 @@ impl Selected {
 pub(super) struct Session {
     pub ctx: Arc<Context>,
     /// The stream is private.
-    tls: bool,
+    pub(super) tls: bool,
     /// `STARTTLS` can be offered (a plain TCP stream the caller can upgrade).
-    starttls_available: bool,
-    state: State,
-    pending: Option<Pending>,
-    greeted: bool,
+    pub(super) starttls_available: bool,
+    pub(super) state: State,
+    pub(super) pending: Option<Pending>,
+    pub(super) greeted: bool,
     /// Refused commands so far; at `config.max_errors` the session is closed.
-    errors: u32,
-    failed_logins: u32,
+    pub(super) errors: u32,
+    pub(super) failed_logins: u32,
     pub account: Option<String>,
     /// Changes of the account's mailbox, from login on.
-    subscription: Option<Subscription>,
+    pub(super) subscription: Option<Subscription>,
     /// `ENABLE CONDSTORE` or a CONDSTORE-using command was seen: FETCH responses carry `MODSEQ`.
     pub condstore: bool,
-    commands: u64,
-    framer: Framer,
-    buf: Box<[u8]>,
-    len: usize,
+    pub(super) commands: u64,
+    pub(super) framer: Framer,
+    pub(super) buf: Box<[u8]>,
+    pub(super) len: usize,
     pub out: Vec<u8>,
 }
 
@@ -430,13 +427,13 @@ impl Session {
         }
     }
 
-    pub fn untagged(&mut self, text: &str) {
+    pub(super) fn untagged(&mut self, text: &str) {
         self.out.extend_from_slice(b"* ");
         self.out.extend_from_slice(text.as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
 
-    pub fn tagged(&mut self, tag: &str, text: &str) {
+    pub(super) fn tagged(&mut self, tag: &str, text: &str) {
         self.out.extend_from_slice(tag.as_bytes());
         self.out.push(b' ');
         self.out.extend_from_slice(text.as_bytes());
@@ -444,7 +441,7 @@ impl Session {
     }
 
     /// Counts a refused command; at `max_errors` the session ends.
-    fn count_error(&mut self) -> Flow {
+    pub(super) fn count_error(&mut self) -> Flow {
         self.errors += 1;
         if self.errors >= self.ctx.config.max_errors.max(1) {
             self.untagged("BYE too many errors");
@@ -453,7 +450,7 @@ impl Session {
         Flow::Continue
     }
 
-    fn bad(&mut self, tag: &str, text: &str) -> Flow {
+    pub(super) fn bad(&mut self, tag: &str, text: &str) -> Flow {
         self.tagged(tag, &format!("BAD {text}"));
         self.count_error()
     }
@@ -670,7 +667,7 @@ impl Session {
         self.login(tag, &user, &pass).await
     }
 
-    fn internal(&mut self, tag: &str, e: LookupError) -> Flow {
+    pub(super) fn internal(&mut self, tag: &str, e: LookupError) -> Flow {
         tracing::error!(error = %e, "IMAP store access failed");
         self.tagged(tag, "NO [SERVERBUG] internal error");
         Flow::Continue
@@ -954,778 +951,6 @@ impl Session {
             _ => self.bad(&tag, "command not supported"),
         }
     }
-
-    async fn select(&mut self, tag: &str, name: &str, read_only: bool, condstore: bool) -> Flow {
-        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
-        self.state = State::Authenticated;
-        if condstore {
-            self.condstore = true;
-        }
-        let account = self.account();
-        let n = name.to_owned();
-        let folder = match self.blocking(move |s| s.folder(&account, &n)).await {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                self.tagged(tag, "NO [NONEXISTENT] no such mailbox");
-                return Flow::Continue;
-            }
-            Err(e) => return self.internal(tag, e),
-        };
-        let folder_id = folder.id;
-        let msgs = match self.blocking(move |s| s.messages(folder_id)).await {
-            Ok(m) => m,
-            Err(e) => return self.internal(tag, e),
-        };
-        // The version read after the messages may be newer than they are: the next refresh then reads
-        // again, which is only a little work, never a missed change.
-        let version = (folder.uidnext, folder.highest_modseq);
-        let first_unseen = msgs.iter().position(|m| !m.flags.contains(Flags::SEEN));
-        let mut keywords: Vec<String> = msgs.iter().flat_map(|m| m.keywords.clone()).collect();
-        keywords.sort_by_key(|k| k.to_ascii_lowercase());
-        keywords.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-        let kw = keywords.iter().fold(String::new(), |mut s, k| {
-            s.push(' ');
-            s.push_str(k);
-            s
-        });
-        self.untagged(&format!(
-            "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"
-        ));
-        if read_only {
-            self.untagged("OK [PERMANENTFLAGS ()] read-only mailbox");
-        } else {
-            self.untagged(&format!(
-                "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] flags permitted"
-            ));
-        }
-        self.untagged(&format!("{} EXISTS", msgs.len()));
-        self.untagged("0 RECENT");
-        if let Some(i) = first_unseen {
-            self.untagged(&format!("OK [UNSEEN {}] first unseen", i + 1));
-        }
-        self.untagged(&format!(
-            "OK [UIDVALIDITY {}] UIDs valid",
-            folder.uidvalidity
-        ));
-        self.untagged(&format!(
-            "OK [UIDNEXT {}] predicted next UID",
-            folder.uidnext
-        ));
-        self.untagged(&format!(
-            "OK [HIGHESTMODSEQ {}] highest modseq",
-            folder.highest_modseq
-        ));
-        self.state = State::Selected(Box::new(Selected {
-            folder_id,
-            special: folder.special,
-            read_only,
-            msgs: msgs
-                .into_iter()
-                .map(|meta| Msg { meta, gone: false })
-                .collect(),
-            version,
-            owes_expunge: false,
-        }));
-        let (code, verb) = if read_only {
-            ("READ-ONLY", "EXAMINE")
-        } else {
-            ("READ-WRITE", "SELECT")
-        };
-        self.tagged(tag, &format!("OK [{code}] {verb} completed"));
-        Flow::Continue
-    }
-
-    fn store_error(&mut self, tag: &str, e: LookupError) -> Flow {
-        match e {
-            LookupError::Store(StoreError::FolderNotFound(_)) => {
-                self.tagged(tag, "NO [NONEXISTENT] no such mailbox");
-            }
-            LookupError::Store(StoreError::FolderExists(_)) => {
-                self.tagged(tag, "NO [ALREADYEXISTS] mailbox already exists");
-            }
-            LookupError::Store(StoreError::FolderProtected(_)) => {
-                self.tagged(tag, "NO [CANNOT] this mailbox cannot be changed that way");
-            }
-            LookupError::Store(StoreError::OverQuota { .. }) => {
-                self.tagged(tag, "NO [OVERQUOTA] mailbox is full");
-            }
-            e => return self.internal(tag, e),
-        }
-        Flow::Continue
-    }
-
-    async fn create(&mut self, tag: &str, name: &str) -> Flow {
-        let name = name.trim_end_matches(DELIMITER).to_owned();
-        if name.is_empty() || name.eq_ignore_ascii_case("INBOX") || !valid_name(&name) {
-            self.tagged(tag, "NO [CANNOT] invalid mailbox name");
-            return Flow::Continue;
-        }
-        let account = self.account();
-        // Superior names are created too (RFC 3501 §6.3.3), where missing.
-        let result = self
-            .blocking(move |s| {
-                let mut at = 0;
-                while let Some(i) = name[at..].find(DELIMITER) {
-                    let parent = &name[..at + i];
-                    if s.folder(&account, parent)?.is_none() {
-                        s.create_folder(&account, parent)?;
-                    }
-                    at += i + 1;
-                }
-                s.create_folder(&account, &name)
-            })
-            .await;
-        match result {
-            Ok(_) => {
-                self.ctx.notify.changed(&self.account());
-                self.tagged(tag, "OK CREATE completed");
-                Flow::Continue
-            }
-            Err(e) => self.store_error(tag, e),
-        }
-    }
-
-    async fn delete(&mut self, tag: &str, name: &str) -> Flow {
-        let account = self.account();
-        let n = name.to_owned();
-        let result = self.blocking(move |s| s.delete_folder(&account, &n)).await;
-        match result {
-            Ok(()) => {
-                self.ctx.notify.changed(&self.account());
-                self.tagged(tag, "OK DELETE completed");
-                Flow::Continue
-            }
-            Err(e) => self.store_error(tag, e),
-        }
-    }
-
-    async fn rename(&mut self, tag: &str, from: &str, to: &str) -> Flow {
-        let to = to.trim_end_matches(DELIMITER).to_owned();
-        if to.is_empty() || !valid_name(&to) {
-            self.tagged(tag, "NO [CANNOT] invalid mailbox name");
-            return Flow::Continue;
-        }
-        let account = self.account();
-        let from = from.to_owned();
-        if from.eq_ignore_ascii_case("INBOX") {
-            return self.rename_inbox(tag, &to).await;
-        }
-        // Inferior names move with their superior (RFC 3501 §6.3.5).
-        let result = self
-            .blocking(move |s| {
-                let children: Vec<String> = s
-                    .folders(&account)?
-                    .into_iter()
-                    .filter_map(|f| {
-                        f.name
-                            .strip_prefix(&format!("{from}{DELIMITER}"))
-                            .map(|rest| rest.to_owned())
-                    })
-                    .collect();
-                s.rename_folder(&account, &from, &to)?;
-                for rest in children {
-                    s.rename_folder(
-                        &account,
-                        &format!("{from}{DELIMITER}{rest}"),
-                        &format!("{to}{DELIMITER}{rest}"),
-                    )?;
-                }
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                self.ctx.notify.changed(&self.account());
-                self.tagged(tag, "OK RENAME completed");
-                Flow::Continue
-            }
-            Err(e) => self.store_error(tag, e),
-        }
-    }
-
-    /// RFC 3501 §6.3.5: renaming INBOX moves all its messages to a new folder and leaves INBOX empty.
-    async fn rename_inbox(&mut self, tag: &str, to: &str) -> Flow {
-        let account = self.account();
-        let to = to.to_owned();
-        let quota = self.ctx.config.quota_bytes;
-        let result = self
-            .blocking(move |s| {
-                let inbox = s
-                    .folder(&account, "INBOX")?
-                    .ok_or_else(|| StoreError::FolderNotFound("INBOX".to_owned()))?;
-                let dest = s.create_folder(&account, &to)?;
-                let uids: Vec<u32> = s.messages(inbox.id)?.iter().map(|m| m.uid).collect();
-                if !uids.is_empty() {
-                    s.copy_messages(inbox.id, &uids, dest.id, true, quota)?;
-                }
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                self.ctx.notify.changed(&self.account());
-                self.tagged(tag, "OK RENAME completed");
-                Flow::Continue
-            }
-            Err(e) => self.store_error(tag, e),
-        }
-    }
-
-    async fn subscribe(&mut self, tag: &str, name: &str, on: bool) -> Flow {
-        let account = self.account();
-        let n = name.to_owned();
-        match self
-            .blocking(move |s| s.set_subscribed(&account, &n, on))
-            .await
-        {
-            Ok(()) => {
-                self.tagged(
-                    tag,
-                    if on {
-                        "OK SUBSCRIBE completed"
-                    } else {
-                        "OK UNSUBSCRIBE completed"
-                    },
-                );
-                Flow::Continue
-            }
-            Err(e) => self.store_error(tag, e),
-        }
-    }
-
-    async fn list(&mut self, tag: &str, reference: &str, pattern: &str, kind: ListKind) -> Flow {
-        let lsub = matches!(kind, ListKind::Lsub);
-        let (special_only, subscribed_only) = match kind {
-            ListKind::List {
-                special_only,
-                subscribed_only,
-            } => (special_only, subscribed_only),
-            ListKind::Lsub => (false, true),
-        };
-        let verb = if lsub { "LSUB" } else { "LIST" };
-        if pattern.is_empty() {
-            // The hierarchy delimiter and root (RFC 3501 §6.3.8).
-            self.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
-            self.tagged(tag, &format!("OK {verb} completed"));
-            return Flow::Continue;
-        }
-        let account = self.account();
-        let folders = match self.blocking(move |s| s.folders(&account)).await {
-            Ok(f) => f,
-            Err(e) => return self.internal(tag, e),
-        };
-        let full = format!("{reference}{pattern}");
-        for f in &folders {
-            if (subscribed_only && !f.subscribed)
-                || (special_only && f.special.and_then(SpecialUse::attribute).is_none())
-            {
-                continue;
-            }
-            if !wildcard_match(&full, &f.name) {
-                continue;
-            }
-            let mut attrs = Vec::new();
-            let prefix = format!("{}{DELIMITER}", f.name);
-            let children = folders.iter().any(|o| o.name.starts_with(&prefix));
-            attrs.push(if children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            });
-            if let Some(a) = f.special.and_then(SpecialUse::attribute) {
-                attrs.push(a);
-            }
-            if subscribed_only && !lsub && f.subscribed {
-                // LIST (SUBSCRIBED) marks what it selected (RFC 5258 §3.1).
-                attrs.push("\\Subscribed");
-            }
-            let mut line = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            write_mailbox(&mut line, &f.name);
-            line.extend_from_slice(b"\r\n");
-            self.out.extend_from_slice(&line);
-        }
-        self.tagged(tag, &format!("OK {verb} completed"));
-        Flow::Continue
-    }
-
-    async fn status(&mut self, tag: &str, name: &str, items: &[StatusDataItemName]) -> Flow {
-        let account = self.account();
-        let n = name.to_owned();
-        let want_deleted = items
-            .iter()
-            .any(|i| matches!(i, StatusDataItemName::Deleted));
-        let found = self
-            .blocking(move |s| {
-                let Some(f) = s.folder(&account, &n)? else {
-                    return Ok(None);
-                };
-                let deleted = if want_deleted {
-                    s.messages(f.id)?
-                        .iter()
-                        .filter(|m| m.flags.contains(Flags::DELETED))
-                        .count()
-                } else {
-                    0
-                };
-                Ok(Some((f, deleted)))
-            })
-            .await;
-        let (folder, deleted): (Folder, usize) = match found {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                self.tagged(tag, "NO [NONEXISTENT] no such mailbox");
-                return Flow::Continue;
-            }
-            Err(e) => return self.internal(tag, e),
-        };
-        let mut parts = Vec::new();
-        for item in items {
-            match item {
-                StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", folder.messages)),
-                StatusDataItemName::Recent => parts.push("RECENT 0".to_owned()),
-                StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", folder.uidnext)),
-                StatusDataItemName::UidValidity => {
-                    parts.push(format!("UIDVALIDITY {}", folder.uidvalidity))
-                }
-                StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", folder.unseen)),
-                StatusDataItemName::Deleted => parts.push(format!("DELETED {deleted}")),
-                StatusDataItemName::DeletedStorage => {}
-                StatusDataItemName::HighestModSeq => {
-                    parts.push(format!("HIGHESTMODSEQ {}", folder.highest_modseq))
-                }
-            }
-        }
-        let mut line = b"* STATUS ".to_vec();
-        write_mailbox(&mut line, &folder.name);
-        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-        self.out.extend_from_slice(&line);
-        self.tagged(tag, "OK STATUS completed");
-        Flow::Continue
-    }
-
-    async fn append(
-        &mut self,
-        tag: &str,
-        name: &str,
-        flags: &[Flag<'_>],
-        date: Option<i64>,
-        message: &[u8],
-    ) -> Flow {
-        let (system, keywords) = split_flags(flags);
-        if message.len() as u64 > self.ctx.config.max_message_bytes {
-            self.tagged(tag, "NO [TOOBIG] message too large");
-            return Flow::Continue;
-        }
-        let account = self.account();
-        let folder_name = name.to_owned();
-        let exists = {
-            let a = account.clone();
-            let n = folder_name.clone();
-            self.blocking(move |s| s.folder(&a, &n)).await
-        };
-        match exists {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                self.tagged(tag, "NO [TRYCREATE] no such mailbox");
-                return Flow::Continue;
-            }
-            Err(e) => return self.internal(tag, e),
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-        let delivery = Delivery {
-            raw: message.to_vec(),
-            summary: crate::mime::summarize(message),
-            internal_date: date.unwrap_or(now),
-            targets: vec![LocalTarget {
-                account: account.clone(),
-                folder: FolderRef::Named(folder_name),
-                flags: system,
-            }],
-            outbound: None,
-        };
-        // Acknowledged only once the group commit made it durable.
-        let stored = match self.ctx.deliverer.deliver(delivery).await {
-            Ok(d) => d.stored,
-            Err(e) if e.is_over_quota() => {
-                self.tagged(tag, "NO [OVERQUOTA] mailbox is full");
-                return Flow::Continue;
-            }
-            Err(crate::DeliverError::Store(StoreError::FolderNotFound(_))) => {
-                self.tagged(tag, "NO [TRYCREATE] no such mailbox");
-                return Flow::Continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "APPEND failed");
-                self.tagged(tag, "NO [UNAVAILABLE] could not store the message");
-                return Flow::Continue;
-            }
-        };
-        let Some(m) = stored.first() else {
-            self.tagged(tag, "NO [SERVERBUG] message not stored");
-            return Flow::Continue;
-        };
-        let (folder_id, uid, uidvalidity) = (m.folder_id, m.uid, m.uidvalidity);
-        if !keywords.is_empty() {
-            let kw = keywords.clone();
-            if let Err(e) = self
-                .blocking(move |s| {
-                    s.store_flags(folder_id, &[uid], FlagOp::Add, Flags::empty(), &kw)
-                })
-                .await
-            {
-                tracing::warn!(error = %e, "APPEND keywords not stored");
-            }
-        }
-        if let Err(e) = self.refresh(true).await {
-            return self.internal(tag, e);
-        }
-        self.tagged(
-            tag,
-            &format!("OK [APPENDUID {uidvalidity} {uid}] APPEND completed"),
-        );
-        Flow::Continue
-    }
-
-    /// Removes the messages marked `\Deleted` (only those in `uids` if given) and publishes the change.
-    async fn expunge_deleted(&mut self, uids: Option<&SequenceSet>) -> Result<(), LookupError> {
-        let Some(sel) = self.selected() else {
-            return Ok(());
-        };
-        let max_uid = sel.max_uid();
-        let victims: Vec<u32> = sel
-            .msgs
-            .iter()
-            .filter(|m| !m.gone && m.meta.flags.contains(Flags::DELETED))
-            .filter(|m| uids.is_none_or(|set| search::in_set(set, m.meta.uid, max_uid)))
-            .map(|m| m.meta.uid)
-            .collect();
-        if victims.is_empty() {
-            return Ok(());
-        }
-        let folder_id = sel.folder_id;
-        self.blocking(move |s| s.expunge(folder_id, &victims))
-            .await?;
-        self.ctx.notify.changed(&self.account());
-        Ok(())
-    }
-
-    async fn expunge(&mut self, tag: &str, uids: Option<&SequenceSet>) -> Flow {
-        if self.selected().is_some_and(|s| s.read_only) {
-            self.tagged(tag, "NO [READ-ONLY] mailbox is read-only");
-            return Flow::Continue;
-        }
-        if let Err(e) = self.expunge_deleted(uids).await {
-            return self.internal(tag, e);
-        }
-        if let Err(e) = self.refresh(true).await {
-            return self.internal(tag, e);
-        }
-        self.tagged(tag, "OK EXPUNGE completed");
-        Flow::Continue
-    }
-
-    async fn search(
-        &mut self,
-        tag: &str,
-        criteria: SearchKey<'_>,
-        uid: bool,
-        esearch: Option<ext::Return>,
-    ) -> Flow {
-        let Some(sel) = self.selected() else {
-            return Flow::Continue;
-        };
-        let folder_id = sel.folder_id;
-        let bounds = search::Bounds {
-            max_seq: u32::try_from(sel.msgs.len()).unwrap_or(u32::MAX),
-            max_uid: sel.max_uid(),
-        };
-        let candidates: Vec<(u32, MessageMeta)> = sel
-            .msgs
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| !m.gone)
-            .map(|(i, m)| (u32::try_from(i + 1).unwrap_or(u32::MAX), m.meta.clone()))
-            .collect();
-        // The search runs on the blocking pool, which needs the keys owned.
-        let criteria = criteria.into_static();
-        let needs_raw = search::needs_raw(&criteria);
-        let store = self.ctx.store.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            let mut hits = Vec::new();
-            for (seq, meta) in &candidates {
-                let uid = meta.uid;
-                let store = &store;
-                let mut load = || {
-                    if needs_raw {
-                        store.message_raw(folder_id, uid).ok().flatten()
-                    } else {
-                        None
-                    }
-                };
-                let mut raw = search::Raw::new(&mut load);
-                let c = search::Candidate { seq: *seq, meta };
-                if search::matches(&criteria, &c, &bounds, &mut raw) {
-                    hits.push((*seq, uid));
-                }
-            }
-            hits
-        })
-        .await;
-        let hits = match found {
-            Ok(h) => h,
-            Err(e) => return self.internal(tag, e.into()),
-        };
-        let numbers: Vec<u32> = hits
-            .iter()
-            .map(|(s, u)| if uid { *u } else { *s })
-            .collect();
-        match esearch {
-            None => {
-                let mut line = String::from("SEARCH");
-                for n in &numbers {
-                    line.push(' ');
-                    line.push_str(&n.to_string());
-                }
-                self.untagged(&line);
-            }
-            Some(r) => {
-                let mut line = format!("ESEARCH (TAG \"{tag}\")");
-                if uid {
-                    line.push_str(" UID");
-                }
-                if !numbers.is_empty() {
-                    if r.min {
-                        line.push_str(&format!(" MIN {}", numbers[0]));
-                    }
-                    if r.max {
-                        line.push_str(&format!(" MAX {}", numbers[numbers.len() - 1]));
-                    }
-                    if r.all {
-                        line.push_str(&format!(" ALL {}", compact_set(&numbers)));
-                    }
-                }
-                if r.count {
-                    line.push_str(&format!(" COUNT {}", numbers.len()));
-                }
-                self.untagged(&line);
-            }
-        }
-        self.tagged(tag, "OK SEARCH completed");
-        Flow::Continue
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn store(
-        &mut self,
-        tag: &str,
-        set: &SequenceSet,
-        kind: StoreType,
-        response: StoreResponse,
-        flags: &[Flag<'_>],
-        uid: bool,
-        unchanged_since: Option<u64>,
-    ) -> Flow {
-        let condstore = self.condstore || unchanged_since.is_some();
-        self.condstore = condstore;
-        let Some(sel) = self.selected() else {
-            return Flow::Continue;
-        };
-        if sel.read_only {
-            self.tagged(tag, "NO [READ-ONLY] mailbox is read-only");
-            return Flow::Continue;
-        }
-        let indices = sel.select(set, uid);
-        let mut modified = Vec::new();
-        let targets: Vec<u32> = indices
-            .iter()
-            .filter_map(|&i| {
-                let m = &sel.msgs[i];
-                if m.gone {
-                    return None;
-                }
-                if unchanged_since.is_some_and(|u| m.meta.modseq > u) {
-                    modified.push(if uid {
-                        m.meta.uid
-                    } else {
-                        u32::try_from(i + 1).unwrap_or(0)
-                    });
-                    return None;
-                }
-                Some(m.meta.uid)
-            })
-            .collect();
-        let folder_id = sel.folder_id;
-        let (system, keywords) = split_flags(flags);
-        let op = match kind {
-            StoreType::Add => FlagOp::Add,
-            StoreType::Remove => FlagOp::Remove,
-            StoreType::Replace => FlagOp::Replace,
-        };
-        let changed = if targets.is_empty() {
-            Vec::new()
-        } else {
-            match self
-                .blocking(move |s| s.store_flags(folder_id, &targets, op, system, &keywords))
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => return self.internal(tag, e),
-            }
-        };
-        if !changed.is_empty() {
-            self.ctx.notify.changed(&self.account());
-        }
-        let silent = matches!(response, StoreResponse::Silent);
-        let mut out = std::mem::take(&mut self.out);
-        if let Some(sel) = self.selected() {
-            for c in &changed {
-                let Ok(i) = sel.msgs.binary_search_by_key(&c.uid, |m| m.meta.uid) else {
-                    continue;
-                };
-                let before = (sel.msgs[i].meta.flags, sel.msgs[i].meta.keywords.clone());
-                let m = &mut sel.msgs[i].meta;
-                m.flags = c.flags;
-                m.keywords = c.keywords.clone();
-                m.modseq = c.modseq;
-                // Silent still reports a change made by someone else, and CONDSTORE asks for MODSEQ.
-                if !silent || (condstore && before != (c.flags, c.keywords.clone())) {
-                    out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
-                    if !silent {
-                        out.extend_from_slice(b"FLAGS ");
-                        flag_list(&mut out, c.flags, &c.keywords);
-                        out.push(b' ');
-                    }
-                    out.extend_from_slice(format!("UID {}", c.uid).as_bytes());
-                    if condstore {
-                        out.extend_from_slice(format!(" MODSEQ ({})", c.modseq).as_bytes());
-                    }
-                    out.extend_from_slice(b")\r\n");
-                }
-            }
-        }
-        self.out = out;
-        if modified.is_empty() {
-            self.tagged(tag, "OK STORE completed");
-        } else {
-            self.tagged(
-                tag,
-                &format!(
-                    "OK [MODIFIED {}] conditional STORE failed",
-                    compact_set(&modified)
-                ),
-            );
-        }
-        Flow::Continue
-    }
-
-    async fn copy(
-        &mut self,
-        tag: &str,
-        set: &SequenceSet,
-        dest: &str,
-        uid: bool,
-        remove: bool,
-    ) -> Flow {
-        let account = self.account();
-        let Some(sel) = self.selected() else {
-            return Flow::Continue;
-        };
-        if remove && sel.read_only {
-            self.tagged(tag, "NO [READ-ONLY] mailbox is read-only");
-            return Flow::Continue;
-        }
-        let uids: Vec<u32> = sel
-            .select(set, uid)
-            .into_iter()
-            .filter(|&i| !sel.msgs[i].gone)
-            .map(|i| sel.msgs[i].meta.uid)
-            .collect();
-        let (from_id, from_special) = (sel.folder_id, sel.special);
-        let quota = self.ctx.config.quota_bytes;
-        let a = account.clone();
-        let d = dest.to_owned();
-        let dest_folder = match self.blocking(move |s| s.folder(&a, &d)).await {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                self.tagged(tag, "NO [TRYCREATE] no such mailbox");
-                return Flow::Continue;
-            }
-            Err(e) => return self.internal(tag, e),
-        };
-        let verb = if remove { "MOVE" } else { "COPY" };
-        if uids.is_empty() {
-            self.tagged(tag, &format!("OK {verb} completed (nothing to do)"));
-            return Flow::Continue;
-        }
-        let to_id = dest_folder.id;
-        let result = self
-            .blocking(move |s| s.copy_messages(from_id, &uids, to_id, remove, quota))
-            .await;
-        let (uidvalidity, pairs) = match result {
-            Ok(r) => r,
-            Err(e) => return self.store_error(tag, e),
-        };
-        self.ctx.notify.changed(&account);
-        // The spam filter hears of the user's verdicts.
-        // Into Junk by COPY or MOVE says "spam"; only a MOVE out of Junk to somewhere other than Trash
-        // says "not spam" (a copy leaves it in Junk, and deleting spam is no verdict).
-        let into_junk = dest_folder.special == Some(SpecialUse::Junk);
-        let from_junk = from_special == Some(SpecialUse::Junk);
-        let out_of_junk =
-            from_junk && !into_junk && remove && dest_folder.special != Some(SpecialUse::Trash);
-        if ((into_junk && !from_junk) || out_of_junk) && !pairs.is_empty() {
-            if let Some(hook) = self.ctx.junk_hook.get() {
-                let new_uids: Vec<u32> = pairs.iter().map(|(_, n)| *n).collect();
-                let direction = if into_junk {
-                    JunkMove::IntoJunk
-                } else {
-                    JunkMove::OutOfJunk
-                };
-                hook.moved(&account, direction, to_id, &new_uids);
-            }
-        }
-        let code = if pairs.is_empty() {
-            String::new()
-        } else {
-            let src: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
-            let dst: Vec<u32> = pairs.iter().map(|(_, d)| *d).collect();
-            format!(
-                "[COPYUID {uidvalidity} {} {}] ",
-                compact_list(&src),
-                compact_list(&dst)
-            )
-        };
-        if remove {
-            // RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
-            if !code.is_empty() {
-                self.untagged(&format!("OK {code}moved"));
-            }
-            if let Err(e) = self.refresh(true).await {
-                return self.internal(tag, e);
-            }
-            self.tagged(tag, "OK MOVE completed");
-        } else {
-            if let Err(e) = self.refresh(!uid).await {
-                return self.internal(tag, e);
-            }
-            self.tagged(tag, &format!("OK {code}COPY completed"));
-        }
-        Flow::Continue
-    }
-}
-
-/// Which listing a LIST-like command asks for.
-#[derive(Clone, Copy)]
-enum ListKind {
-    /// `LIST`, with LIST-EXTENDED's selection options.
-    List {
-        special_only: bool,
-        subscribed_only: bool,
-    },
-    /// `LSUB`: subscribed folders only.
-    Lsub,
 }
 
 /// Waits for a change of the account while `idling`; otherwise never resolves.
@@ -1843,116 +1068,10 @@ fn list_pattern(m: &ListMailbox<'_>) -> String {
     }
 }
 
-/// Names a client may create: no empty levels, no wildcards, no control characters.
-fn valid_name(name: &str) -> bool {
-    !name.split(DELIMITER).any(str::is_empty)
-        && !name.chars().any(|c| c == '*' || c == '%' || c.is_control())
-        && name.len() <= 512
-}
-
-/// LIST's wildcards: `*` matches anything, `%` anything but the delimiter. `INBOX` matches in any
-/// letter case.
-pub(super) fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> =
-        if pattern.len() >= 5 && pattern[..5].eq_ignore_ascii_case("INBOX") && name == "INBOX" {
-            format!("INBOX{}", &pattern[5..]).chars().collect()
-        } else {
-            pattern.chars().collect()
-        };
-    let n: Vec<char> = name.chars().collect();
-    // Classic DP over pattern × name, bounded by the name (≤ 512) and the pattern (≤ a line).
-    let mut dp = vec![false; n.len() + 1];
-    dp[0] = true;
-    for &pc in &p {
-        let mut next = vec![false; n.len() + 1];
-        match pc {
-            '*' => {
-                let mut any = false;
-                for j in 0..=n.len() {
-                    any |= dp[j];
-                    next[j] = any;
-                }
-            }
-            '%' => {
-                for j in 0..=n.len() {
-                    if dp[j] {
-                        next[j] = true;
-                        let mut k = j;
-                        while k < n.len() && n[k] != DELIMITER {
-                            k += 1;
-                            next[k] = true;
-                        }
-                    }
-                }
-            }
-            c => {
-                for j in 0..n.len() {
-                    if dp[j] && n[j] == c {
-                        next[j + 1] = true;
-                    }
-                }
-            }
-        }
-        dp = next;
-    }
-    dp[n.len()]
-}
-
-/// `1:3,5` for sorted numbers.
-pub(super) fn compact_set(numbers: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < numbers.len() {
-        let start = numbers[i];
-        let mut end = start;
-        while i + 1 < numbers.len() && numbers[i + 1] == end + 1 {
-            i += 1;
-            end = numbers[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        i += 1;
-    }
-    out
-}
-
-/// COPYUID's sets keep the order of the pairs, so runs are only joined when ascending.
-fn compact_list(numbers: &[u32]) -> String {
-    compact_set(numbers)
-}
-
 fn io_reason(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::TimedOut => "write timed out",
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => "connection reset",
         _ => "I/O error",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_wildcards() {
-        assert!(wildcard_match("*", "Work/Projects"));
-        assert!(!wildcard_match("%", "Work/Projects"));
-        assert!(wildcard_match("%", "Work"));
-        assert!(wildcard_match("Work/%", "Work/Projects"));
-        assert!(wildcard_match("inbox", "INBOX"));
-        assert!(!wildcard_match("sent", "Sent"));
-        assert!(wildcard_match("S*t", "Sent"));
-    }
-
-    #[test]
-    fn sets_are_compacted() {
-        assert_eq!(compact_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(compact_set(&[4]), "4");
     }
 }
