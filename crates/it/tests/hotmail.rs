@@ -346,3 +346,97 @@ async fn client_msnp7() -> Result<()> {
 async fn client_msnp12() -> Result<()> {
     client_events(Dialect::Msnp12).await
 }
+
+/// Sends `count` messages to Alice over one SMTP session, recording when each `250` came.
+async fn smtp_burst(
+    addr: SocketAddr,
+    tag: usize,
+    count: usize,
+    acks: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>>,
+) -> Result<()> {
+    let (r, mut w) = tokio::io::split(TcpStream::connect(addr).await?);
+    let mut r = BufReader::new(r);
+    ensure!(smtp_reply(&mut r).await?.starts_with("220"));
+    w.write_all(b"EHLO burst.example\r\n").await?;
+    ensure!(smtp_reply(&mut r).await?.starts_with("250"));
+    for i in 0..count {
+        let subject = format!("burst-{tag}-{i}");
+        w.write_all(
+            format!("MAIL FROM:<bob@other.example>\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n").as_bytes(),
+        )
+        .await?;
+        for code in ["250", "250", "354"] {
+            let got = smtp_reply(&mut r).await?;
+            ensure!(got.starts_with(code), "{got}");
+        }
+        w.write_all(
+            format!("Subject: {subject}\r\nFrom: bob@other.example\r\n\r\nhi\r\n.\r\n").as_bytes(),
+        )
+        .await?;
+        let got = smtp_reply(&mut r).await?;
+        ensure!(got.starts_with("250"), "{got}");
+        acks.lock()
+            .unwrap()
+            .push((subject, std::time::Instant::now()));
+    }
+    w.write_all(b"QUIT\r\n").await?;
+    Ok(())
+}
+
+/// The latency from SMTP `250` to the new-mail notice on the client's socket, under a burst of
+/// 8 concurrent senders × 25 messages (issue 15 asks p99 ≤ 50 ms). Prints p50/p99; the assertion
+/// is loose because CI machines vary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_latency() -> Result<()> {
+    const SENDERS: usize = 8;
+    const EACH: usize = 25;
+    let server = start(Dialect::Msnp12).await?;
+    smtp_send(&server, "Before").await?;
+    let (mut c, _, _) = sign_in(&server, Dialect::Msnp12).await?;
+    let acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut senders = tokio::task::JoinSet::new();
+    for tag in 0..SENDERS {
+        senders.spawn(smtp_burst(
+            server.addrs.mail.smtp.unwrap(),
+            tag,
+            EACH,
+            acks.clone(),
+        ));
+    }
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < SENDERS * EACH {
+        let n = notice(&mut c).await?;
+        let at = std::time::Instant::now();
+        if let Some(subject) = n
+            .split("\r\nSubject: ")
+            .nth(1)
+            .and_then(|s| s.split("\r\n").next())
+        {
+            seen.insert(subject.to_owned(), at);
+        }
+    }
+    while let Some(r) = senders.join_next().await {
+        r??;
+    }
+    let mut latencies: Vec<std::time::Duration> = acks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(s, acked)| seen[s].saturating_duration_since(*acked))
+        .collect();
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "SMTP 250 → new-mail notice, {} messages from {SENDERS} senders: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        p(0.50),
+        p(0.99),
+        latencies.last().unwrap()
+    );
+    ensure!(
+        p(0.99) < std::time::Duration::from_secs(1),
+        "p99 {:?}",
+        p(0.99)
+    );
+    server.stop().await
+}
