@@ -271,6 +271,11 @@ async fn mail_goes_from_one_msgr_to_another() -> Result<()> {
     // A upgraded to TLS because B offered STARTTLS (RFC 3848: ESMTPS), accepting B's self-signed
     // certificate as opportunistic TLS does.
     ensure!(raw.contains("by mx.other.test with ESMTPS "), "{raw}");
+    // A signed it with the key it made in its data directory on first start.
+    ensure!(
+        raw.contains("DKIM-Signature: v=1; a=ed25519-sha256; s=msgr-ed25519; d=a.test;"),
+        "{raw}"
+    );
     queue_empty(&a).await?;
     ensure!(msgr_mail(&a, &["queue"]).await? == "queue is empty\n");
     Ok(())

@@ -269,3 +269,43 @@ async fn a_broken_signature_is_dkim_fail() -> Result<()> {
     ensure!(all[0].contains("DKIM_INVALID"));
     server.stop().await
 }
+
+/// What msgr's own DKIM signer (the one outbound mail goes through) produces verifies at a receiver:
+/// the key made on first use, published as `msgr mail dns` prints it, gives `dkim=pass`.
+#[tokio::test]
+async fn msgr_signatures_verify() -> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let signer = msgr_mail::dkim::Signer::load_or_create(keys.path())?;
+    let records = msgr_mail::dkim::dns_records("good.test", "mx.good.test", &signer.public_key());
+    let dkim_txt = records
+        .lines()
+        .find_map(|l| l.strip_prefix("msgr-ed25519._domainkey.good.test.\tTXT\t"))
+        .context("no DKIM record")?
+        .trim_matches('"')
+        .to_owned();
+    let zone = HashMap::from([
+        (
+            "good.test".to_owned(),
+            "v=spf1 ip4:127.0.0.1 -all".to_owned(),
+        ),
+        (
+            "_dmarc.good.test".to_owned(),
+            "v=DMARC1; p=reject".to_owned(),
+        ),
+        ("msgr-ed25519._domainkey.good.test".to_owned(), dkim_txt),
+    ]);
+    let server = start(dns_server(zone).await, true).await?;
+    let body = message("Ann <ann@good.test>", "signed-by-msgr");
+    let header = signer
+        .sign("good.test", body.as_bytes())
+        .context("not signed")?;
+    let reply = send(&server, "ann@good.test", &format!("{header}{body}")).await?;
+    ensure!(reply.starts_with("250 "), "{reply}");
+    let inbox = stored(&server, "INBOX").await?;
+    let results = auth_results(&inbox[0]);
+    ensure!(
+        results.contains("dkim=pass") && results.contains("header.s=msgr-ed25519"),
+        "{results}"
+    );
+    server.stop().await
+}

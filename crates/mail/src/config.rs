@@ -81,6 +81,9 @@ pub struct MailConfig {
     /// Refuse a message whose DMARC check fails under `p=reject` (`550 5.7.1` at the end of `DATA`);
     /// off: such mail is delivered to `Junk`.
     pub dmarc_enforce: bool,
+    /// Where the DKIM signing key lives (generated on first start). The server sets it to `DATA/dkim`;
+    /// unset (as in library tests): outbound mail is not signed.
+    pub dkim_dir: Option<std::path::PathBuf>,
 }
 
 /// `[mail.spam]`: how mail arriving at the MX is judged. Submission (signed-in senders) is never scored.
@@ -142,6 +145,7 @@ impl Default for MailConfig {
             sender_auth: true,
             auth_dns: Vec::new(),
             dmarc_enforce: false,
+            dkim_dir: None,
         }
     }
 }

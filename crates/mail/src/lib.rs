@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod deliver;
+pub mod dkim;
 pub mod imap;
 mod listen;
 pub mod mime;
@@ -77,6 +78,8 @@ pub struct Context {
     pub spam: Option<Arc<spam::SpamFilter>>,
     /// SPF/DKIM/DMARC on the MX; `None` when `[mail] sender_auth = false` or no resolver could be set up.
     pub sender_auth: Option<Arc<auth::SenderAuth>>,
+    /// Signs outbound mail; `None` without `config.dkim_dir` or when its key cannot be read or made.
+    pub dkim: Option<dkim::Signer>,
     /// Woken when mail enters the outbound queue (or `msgr mail retry` asks), so delivery starts at once.
     pub outbound_kick: tokio::sync::Notify,
     /// The maildrops POP3 sessions hold (RFC 1939 §8: one session per maildrop). `Default::default()`.
@@ -148,6 +151,17 @@ impl Context {
         } else {
             None
         };
+        let dkim =
+            config
+                .dkim_dir
+                .as_deref()
+                .and_then(|dir| match dkim::Signer::load_or_create(dir) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbound mail will not be DKIM-signed");
+                        None
+                    }
+                });
         Arc::new(Context {
             config,
             store,
@@ -156,6 +170,7 @@ impl Context {
             hostname,
             spam,
             sender_auth,
+            dkim,
             outbound_kick: tokio::sync::Notify::new(),
             maildrop_locks: Default::default(),
             deliverer,

@@ -1,3 +1,6 @@
+//! `msgr mail dns DOMAIN`: the DNS records to publish for a domain whose mail msgr handles (MX, SPF, DKIM
+//! with the server's key, made here if the server has not made it yet, DMARC).
+//!
 //! `msgr mail queue|retry`: the outbound queue as an operator sees it. Both work on the store of `--data DIR`
 //! directly, also while the server runs: the server's queue runner looks at the store every few seconds, so a
 //! retry made here is picked up without signalling the server.
@@ -13,11 +16,27 @@ pub enum MailCommand {
     Queue,
     /// Make every queued recipient due now; a running server retries them within seconds.
     Retry,
+    /// Print the MX, SPF, DKIM and DMARC records to publish for DOMAIN.
+    Dns {
+        /// The mail domain (the part after `@`).
+        domain: String,
+    },
+}
+
+/// `msgr mail dns`: the records for `domain`, with `host` as its MX and the key in `dkim_dir`.
+pub fn dns(domain: &str, host: &str, dkim_dir: &std::path::Path) -> Result<String> {
+    let signer = msgr_mail::dkim::Signer::load_or_create(dkim_dir)?;
+    Ok(msgr_mail::dkim::dns_records(
+        domain.trim_end_matches('.'),
+        host.trim_end_matches('.'),
+        &signer.public_key(),
+    ))
 }
 
 pub fn run(store: &Store, cmd: MailCommand) -> Result<()> {
     match cmd {
         MailCommand::Queue => print!("{}", table(&store.queue_list()?)),
+        MailCommand::Dns { .. } => unreachable!("handled before the store is opened"),
         MailCommand::Retry => {
             let n = store.queue_retry_now(now())?;
             println!(

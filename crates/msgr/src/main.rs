@@ -180,6 +180,21 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(config, args),
         Command::User(cmd) => user(&config, cmd),
+        Command::Mail(mail_cmd::MailCommand::Dns { domain }) => {
+            let host = config
+                .mail
+                .hostname
+                .clone()
+                .or_else(|| config.public_host.clone())
+                .unwrap_or_else(|| "localhost".to_owned());
+            let dir = config
+                .mail
+                .dkim_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("dkim"));
+            print!("{}", mail_cmd::dns(&domain, &host, &dir)?);
+            Ok(())
+        }
         Command::Mail(cmd) => {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating {}", config.data_dir.display()))?;

@@ -357,7 +357,16 @@ impl Server {
         let mail = match mail_tls {
             Some(tls) => {
                 let server = msgr_mail::MailServer::bind(msgr_mail::MailDeps {
-                    config: shared.config.mail.clone(),
+                    config: msgr_mail::MailConfig {
+                        // The DKIM key is generated into the data directory unless configured.
+                        dkim_dir: shared
+                            .config
+                            .mail
+                            .dkim_dir
+                            .clone()
+                            .or_else(|| Some(shared.config.data_dir.join("dkim"))),
+                        ..shared.config.mail.clone()
+                    },
                     store: shared.store.clone(),
                     auth: Arc::new(MailAuth(shared.clone())),
                     tls,

@@ -203,6 +203,15 @@ impl Runner {
         let Some(sender) = recipients.first().map(|r| r.sender.clone()) else {
             return;
         };
+        // Signed as the sender's domain (submission only queues mail from local accounts), at every
+        // attempt: the signature's timestamp is then the time it left.
+        let message = match (&self.ctx.dkim, sender.rsplit_once('@')) {
+            (Some(signer), Some((_, domain))) => match signer.sign(domain, &message) {
+                Some(header) => [header.as_bytes(), &message].concat(),
+                None => message,
+            },
+            _ => message,
+        };
         let addresses: Vec<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
         let attempts = self.attempt(&domain, &sender, &addresses, &message).await;
         for (r, a) in recipients.iter().zip(&attempts) {
