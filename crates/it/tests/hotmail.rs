@@ -383,9 +383,9 @@ async fn smtp_burst(
     Ok(())
 }
 
-/// The latency from SMTP `250` to the new-mail notice on the client's socket, under a burst of
-/// 8 concurrent senders × 25 messages (issue 15 asks p99 ≤ 50 ms). Prints p50/p99; the assertion
-/// is loose because CI machines vary.
+/// Under a burst of 8 concurrent senders × 25 messages, every message acknowledged by SMTP is
+/// announced on the MSNP socket. Also prints the latency from `250` to the notice (issue 15 asks
+/// p99 ≤ 50 ms); speed is a figure to report, never asserted here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_latency() -> Result<()> {
     const SENDERS: usize = 8;
@@ -434,9 +434,10 @@ async fn burst_latency() -> Result<()> {
         latencies.last().unwrap()
     );
     ensure!(
-        p(0.99) < std::time::Duration::from_secs(1),
-        "p99 {:?}",
-        p(0.99)
+        latencies.len() == SENDERS * EACH,
+        "{} of {} messages acknowledged",
+        latencies.len(),
+        SENDERS * EACH
     );
     server.stop().await
 }

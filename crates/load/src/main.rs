@@ -88,7 +88,16 @@ mod tests {
 
     #[test]
     fn every_scenario_parses_with_defaults() {
-        for s in ["login", "idle", "presence", "relay", "smtp", "pop3", "mail-idle", "imap"] {
+        for s in [
+            "login",
+            "idle",
+            "presence",
+            "relay",
+            "smtp",
+            "pop3",
+            "mail-idle",
+            "imap",
+        ] {
             assert!(parse(&[s]).is_ok(), "{s}");
             assert!(parse(&[s, "--json"]).is_ok(), "{s} --json");
         }
