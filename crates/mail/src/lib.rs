@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod date;
 pub mod deliver;
 pub mod dkim;
 pub mod imap;

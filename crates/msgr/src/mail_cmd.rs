@@ -81,7 +81,7 @@ fn table(queue: &[QueuedRecipient]) -> String {
                 },
                 q.recipient.clone(),
                 q.attempts.to_string(),
-                utc(q.next_attempt),
+                msgr_mail::date::utc_datetime(q.next_attempt),
                 q.last_error
                     .as_deref()
                     .unwrap_or("-")
@@ -111,37 +111,9 @@ fn table(queue: &[QueuedRecipient]) -> String {
     out
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in UTC (the civil-from-days algorithm: no time-zone database needed).
-fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
-    }
 
     #[test]
     fn table_layout() {
