@@ -181,9 +181,10 @@ async fn sbp_and_lst(d: Dialect) -> Result<()> {
     alice.expect_line("208 5").await?;
     alice.send(&format!("SBP 6 {guid} XYZ X")).await?;
     alice.expect_line("201 6").await?;
+    // Answered, not 502 (msn-pecan treats that as fatal): msgr's own inbox (tests/hotmail.rs has the forms).
     alice.send("URL 7 INBOX").await?;
     alice
-        .expect_match("URL 7 /cgi-bin/HoTMaiL https://{any}/ 2")
+        .expect_match("URL 7 /mail/inbox https://{any}/mail/login 2")
         .await?;
     alice.send("IMS 8 OFF").await?;
     alice.expect_line("IMS 8 0 OFF").await?;
