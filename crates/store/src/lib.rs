@@ -12,6 +12,7 @@
 mod error;
 pub mod mail;
 mod migrations;
+pub mod senders;
 pub mod spam;
 pub mod sqlite;
 
@@ -26,6 +27,7 @@ pub use mail::{
     Delivered, Delivery, FlagOp, Flags, FlagsChanged, Folder, FolderRef, LocalTarget, MailStore,
     Mailbox, MessageMeta, MessageSummary, Outbound, QueuedRecipient, SpecialUse, StoredMessage,
 };
+pub use senders::{Greylist, GreylistTimes, SenderFacts, SenderList, SenderStore};
 pub use spam::{SpamCounts, SpamStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 

@@ -353,6 +353,7 @@ impl AccountStore for SqliteStore {
 
 mod contacts;
 mod mail;
+mod senders;
 mod spam;
 
 #[cfg(test)]

@@ -31,6 +31,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 4,
         sql: include_str!("sqlite/0004_spam.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("sqlite/0005_senders.sql"),
+    },
 ];
 
 #[cfg(test)]
