@@ -6,9 +6,11 @@
 //! - `pop3`: sessions that sign in, `STAT`, `RETR` every message and `QUIT` without deleting; messages/s and MB/s.
 //! - `imap`: sessions that loop login, `SELECT INBOX`, fetch the headers of 100 messages, `APPEND` one,
 //!   `SEARCH`, `LOGOUT` (issue 14's cycle); cycles/s and the time of each step. The Inbox is first filled to
-//!   `--prefill` messages.
+//!   `--prefill` messages. `--login-once` leaves the sign-in (a password hash) out of the loop; `--fetch 0`
+//!   fetches every message's headers (the large-mailbox figure).
 //! - `mail-idle`: N connections that said hello (`EHLO`, or POP3's greeting), or logged in to IMAP, holding;
-//!   the server's resident memory per session.
+//!   the server's resident memory per session (`--server-tree`: the proportional memory of the server and
+//!   all its child processes, for servers such as Dovecot that run a process per session).
 //!
 //! The clients are a few lines of plain TCP on purpose: what is measured is the server, and any server.
 
@@ -91,6 +93,13 @@ pub struct ImapArgs {
     /// Messages the Inbox is filled to before the run (the cycle fetches the headers of the last 100).
     #[arg(long, default_value_t = 100)]
     pub prefill: usize,
+    /// Messages whose headers each cycle fetches (the last ones); 0 fetches every message's.
+    #[arg(long, default_value_t = 100)]
+    pub fetch: usize,
+    /// Log in once per session and loop SELECT, FETCH, APPEND, SEARCH, CLOSE on that connection: the
+    /// cycle without the sign-in's password hash, whose cost depends on the server's hashing settings.
+    #[arg(long)]
+    pub login_once: bool,
     #[arg(long, default_value = "")]
     pub label: String,
     #[arg(long)]
@@ -120,6 +129,11 @@ pub struct IdleArgs {
     /// The server's pid, to read its resident memory from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Measure the server's process and all its descendants (Dovecot: master, login, auth and one `imap`
+    /// process per session), as proportional set size (PSS: shared pages split between their processes),
+    /// instead of the one process's resident set.
+    #[arg(long)]
+    pub server_tree: bool,
     /// IMAP only: the account each connection logs in to (`{}`: the connection's number).
     #[arg(long, default_value = "user0@example.com")]
     pub user: String,
@@ -213,6 +227,13 @@ impl Client {
         let prefix = format!("{tag} ");
         loop {
             let line = self.read_line().await?;
+            if let Some(size) = literal_size(line) {
+                // The literal's bytes are skipped whole, whatever lines they hold; the response goes on
+                // after them.
+                self.skip_literal(size).await?;
+                lines += 1;
+                continue;
+            }
             if let Some(rest) = line.strip_prefix(&prefix) {
                 if !rest.starts_with("OK") {
                     bail!("{tag}: {line:?}");
@@ -228,6 +249,23 @@ impl Client {
             }
             lines += 1;
         }
+    }
+
+    /// Skips `size` bytes of literal data (chunked through a small buffer: the size came from the server).
+    async fn skip_literal(&mut self, mut size: u64) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        while size > 0 {
+            let want = buf.len().min(usize::try_from(size).unwrap_or(buf.len()));
+            let n = tokio::time::timeout(REPLY_TIMEOUT, self.rd.read(&mut buf[..want]))
+                .await
+                .context("no literal data in time")??;
+            if n == 0 {
+                bail!("the server closed the connection inside a literal");
+            }
+            size -= n as u64;
+        }
+        Ok(())
     }
 
     /// `APPEND INBOX` with a synchronizing literal (every server has those).
@@ -255,6 +293,12 @@ impl Client {
             .context("LOGIN")?;
         Ok(c)
     }
+}
+
+/// The size of the literal a response line announces at its end (`{123}`), if it does.
+fn literal_size(line: &str) -> Option<u64> {
+    let open = line.strip_suffix('}')?.rfind('{')?;
+    line[open + 1..line.len() - 1].parse().ok()
 }
 
 /// A message of exactly `size` bytes (at least its headers), with CRLF lines no longer than 78 bytes.
@@ -422,11 +466,63 @@ pub async fn pop3(args: Pop3Args) -> Outcome {
     Ok((report, json))
 }
 
+/// The memory of process `pid` and all its descendants, in KB: the sum of their proportional set sizes
+/// (each shared page divided among the processes that map it), and the number of processes.
+fn tree_pss_kb(pid: u32) -> Result<(u64, usize)> {
+    // Parent of every process, from /proc/N/stat (field 4, after the parenthesised command name).
+    let mut parent = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("listing /proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(n) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{n}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent.push((n, ppid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent.iter().filter(|&&(_, pp)| pp == p).map(|&(n, _)| n));
+        i += 1;
+    }
+    let mut pss = 0;
+    for p in &tree {
+        // A process that ended meanwhile counts nothing.
+        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) else {
+            continue;
+        };
+        pss += rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok((pss, tree.len()))
+}
+
 pub async fn idle(args: IdleArgs) -> Outcome {
     let pid = args.server_pid.map(|p| p.to_string());
+    let tree = match args.server_pid {
+        Some(p) if args.server_tree => Some(p),
+        _ => None,
+    };
+    let tree_before = tree.map(tree_pss_kb).transpose()?;
     let before = match &pid {
-        Some(p) => Some(proc_stats(p)?),
-        None => None,
+        Some(p) if tree.is_none() => Some(proc_stats(p)?),
+        _ => None,
     };
     let mut held = Vec::with_capacity(args.count);
     let mut failed = 0usize;
@@ -464,9 +560,10 @@ pub async fn idle(args: IdleArgs) -> Outcome {
     }
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
     let after = match &pid {
-        Some(p) => Some(proc_stats(p)?),
-        None => None,
+        Some(p) if tree.is_none() => Some(proc_stats(p)?),
+        _ => None,
     };
+    let tree_after = tree.map(tree_pss_kb).transpose()?;
     let mut report = Report::new("mail-idle");
     report
         .figure(
@@ -484,6 +581,15 @@ pub async fn idle(args: IdleArgs) -> Outcome {
         report
             .figure("rss_before_kb", b.rss_kb)
             .figure("rss_after_kb", a.rss_kb)
+            .figure("bytes_per_session", per);
+    }
+    if let (Some((b, procs_before)), Some((a, procs_after))) = (tree_before, tree_after) {
+        let per = (a as f64 - b as f64) * 1024.0 / held.len().max(1) as f64;
+        report
+            .figure("processes_before", procs_before)
+            .figure("processes_after", procs_after)
+            .figure("pss_before_kb", b)
+            .figure("pss_after_kb", a)
             .figure("bytes_per_session", per);
     }
     if let Some(e) = first_error {
@@ -507,15 +613,25 @@ struct ImapTimes {
 async fn imap_session(args: Arc<ImapArgs>, i: usize) -> Result<ImapTimes> {
     let user = args.user.replace("{}", &i.to_string());
     let mut t = ImapTimes::default();
+    let mut kept = None;
     for n in 0..args.cycles {
-        let step = Instant::now();
-        let mut c = Client::imap_login(&args.addr, &user, &args.password).await?;
-        t.login.push(step.elapsed());
+        let mut c = match kept.take() {
+            Some(c) => c,
+            None => {
+                let step = Instant::now();
+                let c = Client::imap_login(&args.addr, &user, &args.password).await?;
+                t.login.push(step.elapsed());
+                c
+            }
+        };
         let step = Instant::now();
         let (_, exists) = c.imap("S", "SELECT INBOX").await.context("SELECT")?;
         t.select.push(step.elapsed());
         let exists = exists.unwrap_or(0).max(1);
-        let first = exists.saturating_sub(99).max(1);
+        let first = match args.fetch {
+            0 => 1,
+            k => exists.saturating_sub(k - 1).max(1),
+        };
         let step = Instant::now();
         c.imap(
             "F",
@@ -533,7 +649,13 @@ async fn imap_session(args: Arc<ImapArgs>, i: usize) -> Result<ImapTimes> {
             .await
             .context("SEARCH")?;
         t.search.push(step.elapsed());
-        c.imap("Q", "LOGOUT").await.context("LOGOUT")?;
+        if args.login_once && n + 1 < args.cycles {
+            // CLOSE (RFC 3501; nothing is \Deleted, so it expunges nothing) ends the cycle on the connection.
+            c.imap("C", "CLOSE").await.context("CLOSE")?;
+            kept = Some(c);
+        } else {
+            c.imap("Q", "LOGOUT").await.context("LOGOUT")?;
+        }
         t.cycles += 1;
     }
     Ok(t)
@@ -592,6 +714,14 @@ pub async fn imap(args: ImapArgs) -> Outcome {
     }
     report
         .figure("sessions", args.sessions)
+        .figure(
+            "login",
+            if args.login_once {
+                "once per session"
+            } else {
+                "every cycle"
+            },
+        )
         .figure("cycles", all.cycles)
         .figure("failed_sessions", failed)
         .figure("seconds", secs)
@@ -601,7 +731,14 @@ pub async fn imap(args: ImapArgs) -> Outcome {
     }
     report.latency("login", all.login);
     report.latency("select", all.select);
-    report.latency("fetch_100_headers", all.fetch);
+    report.latency(
+        if args.fetch == 0 {
+            "fetch_all_headers"
+        } else {
+            "fetch_headers"
+        },
+        all.fetch,
+    );
     report.latency("append", all.append);
     report.latency("search", all.search);
     Ok((report, json))
@@ -609,7 +746,16 @@ pub async fn imap(args: ImapArgs) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::message;
+    use super::{literal_size, message};
+
+    #[test]
+    fn literal_sizes_are_read_from_the_end_of_response_lines() {
+        assert_eq!(literal_size("* 1 FETCH (BODY[HEADER] {342}"), Some(342));
+        assert_eq!(literal_size("* 1 FETCH (BINARY[1] ~{7}"), Some(7));
+        assert_eq!(literal_size("* 1 FETCH (FLAGS (\\Seen))"), None);
+        assert_eq!(literal_size("* OK {x}"), None);
+        assert_eq!(literal_size("}"), None);
+    }
 
     #[test]
     fn messages_have_the_asked_size_and_short_lines() {
