@@ -24,8 +24,9 @@ use msgr_core::lists::{Change, ContactList, Phones};
 
 pub use error::StoreError;
 pub use mail::{
-    Delivered, Delivery, FlagOp, Flags, FlagsChanged, Folder, FolderRef, LocalTarget, MailStore,
-    Mailbox, MessageMeta, MessageSummary, Outbound, QueuedRecipient, SpecialUse, StoredMessage,
+    Delivered, Delivery, FlagOp, Flags, FlagsChanged, Folder, FolderChanges, FolderRef,
+    LocalTarget, MailStore, Mailbox, MessageMeta, MessageSummary, Outbound, QueuedRecipient,
+    SpecialUse, StoredMessage,
 };
 pub use senders::{Greylist, GreylistTimes, SenderFacts, SenderList, SenderStore};
 pub use spam::{SpamCounts, SpamStore};
@@ -302,6 +303,22 @@ impl MailStore for Store {
 
     fn folder_version(&self, folder_id: i64) -> Result<Option<(u32, u64)>> {
         delegate!(self, s => s.folder_version(folder_id))
+    }
+
+    fn changes_since(&self, folder_id: i64, since: u64) -> Result<Option<FolderChanges>> {
+        delegate!(self, s => s.changes_since(folder_id, since))
+    }
+
+    fn expunged_since(&self, folder_id: i64, since: u64) -> Result<Vec<u32>> {
+        delegate!(self, s => s.expunged_since(folder_id, since))
+    }
+
+    fn claim_recent(&self, folder_id: i64) -> Result<Option<u32>> {
+        delegate!(self, s => s.claim_recent(folder_id))
+    }
+
+    fn set_noselect(&self, account: &str, name: &str, noselect: bool) -> Result<()> {
+        delegate!(self, s => s.set_noselect(account, name, noselect))
     }
 
     fn store_flags(

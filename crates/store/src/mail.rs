@@ -150,6 +150,25 @@ pub struct Folder {
     pub unseen: u32,
     /// Bytes of the messages in the folder.
     pub size: u64,
+    /// Messages with a UID at or above this are `\Recent` (RFC 3501 §2.3.2) for the next session that takes
+    /// them ([`MailStore::claim_recent`]).
+    pub first_recent_uid: u32,
+    /// Messages not yet taken as recent by any session.
+    pub recent: u32,
+    /// A `\Noselect` placeholder: a folder deleted while it had inferiors keeps its name but no messages
+    /// (RFC 3501 §6.3.4); it cannot be selected or receive messages.
+    pub noselect: bool,
+}
+
+/// What changed in a folder since a mod-sequence ([`MailStore::changes_since`]), read in one snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderChanges {
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+    /// Messages (new or with new flags) whose modseq is above the one asked for, in UID order.
+    pub changed: Vec<MessageMeta>,
+    /// UIDs removed with a modseq above the one asked for, ascending.
+    pub expunged: Vec<u32>,
 }
 
 /// What a client lists about a message without reading it; parsed once at delivery.
@@ -343,6 +362,24 @@ pub trait MailStore: Send + Sync {
     /// messages (delivery, flags, expunge, copy, move) moves one of them, so an IMAP session compares this
     /// cheap pair before re-reading the folder.
     fn folder_version(&self, folder_id: i64) -> crate::Result<Option<(u32, u64)>>;
+
+    /// What changed in a folder after mod-sequence `since`: the messages whose modseq is higher (new ones
+    /// included) and the UIDs expunged after it, with the folder's `(UIDNEXT, HIGHESTMODSEQ)`, all from one
+    /// snapshot; `None` if the folder is gone. Indexed on `(folder, modseq)`: the cost follows the number of
+    /// changes, not the size of the folder.
+    fn changes_since(&self, folder_id: i64, since: u64) -> crate::Result<Option<FolderChanges>>;
+
+    /// UIDs expunged from a folder after mod-sequence `since` (QRESYNC's `VANISHED (EARLIER)`), ascending.
+    fn expunged_since(&self, folder_id: i64, since: u64) -> crate::Result<Vec<u32>>;
+
+    /// Takes the folder's recent messages for one session (RFC 3501 §2.3.2): returns the first recent UID
+    /// before the call and moves it to UIDNEXT, so the caller's messages from that UID up are `\Recent` for it
+    /// and for no other session. `None` if the folder is gone.
+    fn claim_recent(&self, folder_id: i64) -> crate::Result<Option<u32>>;
+
+    /// Makes a user folder a `\Noselect` placeholder (`true`: its messages are removed) or a real folder again
+    /// (`false`). The standard folders cannot become placeholders.
+    fn set_noselect(&self, account: &str, name: &str, noselect: bool) -> crate::Result<()>;
 
     /// Changes the flags and keywords of the given messages; each changed message takes the folder's next
     /// modification sequence. Returns the messages that exist, with their flags afterwards.

@@ -35,6 +35,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 5,
         sql: include_str!("sqlite/0005_senders.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("sqlite/0006_imap_sync.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ const FOLDER_COLUMNS: &str =
     "f.id, f.name, f.special, f.uidvalidity, f.uidnext, f.highest_modseq, f.subscribed, \
      (SELECT COUNT(*) FROM mail_messages m WHERE m.folder_id = f.id), \
      (SELECT COUNT(*) FROM mail_messages m WHERE m.folder_id = f.id AND (m.flags & 1) = 0), \
-     (SELECT COALESCE(SUM(size), 0) FROM mail_messages m WHERE m.folder_id = f.id)";
+     (SELECT COALESCE(SUM(size), 0) FROM mail_messages m WHERE m.folder_id = f.id), \
+     f.first_recent_uid, \
+     (SELECT COUNT(*) FROM mail_messages m WHERE m.folder_id = f.id AND m.uid >= f.first_recent_uid), \
+     f.noselect";
 
 const MESSAGE_COLUMNS: &str =
     "uid, modseq, flags, keywords, internal_date, size, from_addr, to_addr, subject, \
@@ -54,6 +57,9 @@ fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<Folder> {
         messages: to_u32(row.get(7)?),
         unseen: to_u32(row.get(8)?),
         size: to_u64(row.get(9)?),
+        first_recent_uid: to_u32(row.get(10)?),
+        recent: to_u32(row.get(11)?),
+        noselect: row.get(12)?,
     })
 }
 
@@ -411,6 +417,28 @@ impl MailStore for SqliteStore {
         })
     }
 
+    fn set_noselect(&self, account: &str, name: &str, noselect: bool) -> Result<()> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction()?;
+            let id = account_id(&tx, account)?;
+            let (folder_id, _, special, _) =
+                find_folder(&tx, id, &FolderRef::Named(name.to_owned()))?;
+            if special.is_some() && noselect {
+                return Err(StoreError::FolderProtected(name.to_owned()));
+            }
+            if noselect {
+                // The removals are logged (and take modseqs) by the expunge trigger, for sessions that
+                // still have the folder selected.
+                tx.prepare_cached("DELETE FROM mail_messages WHERE folder_id = ?1")?
+                    .execute([folder_id])?;
+            }
+            tx.prepare_cached("UPDATE mail_folders SET noselect = ?2 WHERE id = ?1")?
+                .execute(params![folder_id, noselect])?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
     fn delete_folder(&self, account: &str, name: &str) -> Result<()> {
         self.with_writer(|conn| {
             let tx = conn.transaction()?;
@@ -526,6 +554,58 @@ impl MailStore for SqliteStore {
         })
     }
 
+    fn changes_since(&self, folder_id: i64, since: u64) -> Result<Option<FolderChanges>> {
+        self.with_reader(|conn| {
+            // One read transaction: the version, the changed messages and the expunged UIDs agree.
+            let tx = conn.unchecked_transaction()?;
+            let Some((uidnext, highest_modseq)) = tx
+                .prepare_cached("SELECT uidnext, highest_modseq FROM mail_folders WHERE id = ?1")?
+                .query_row([folder_id], |r| Ok((to_u32(r.get(0)?), to_u64(r.get(1)?))))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let changed = tx
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM mail_messages WHERE folder_id = ?1 AND modseq > ?2 \
+                     ORDER BY uid"
+                ))?
+                .query_map(params![folder_id, to_i64(since)], message_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let expunged = expunged_after(&tx, folder_id, since)?;
+            tx.finish()?;
+            Ok(Some(FolderChanges {
+                uidnext,
+                highest_modseq,
+                changed,
+                expunged,
+            }))
+        })
+    }
+
+    fn expunged_since(&self, folder_id: i64, since: u64) -> Result<Vec<u32>> {
+        self.with_reader(|conn| expunged_after(conn, folder_id, since))
+    }
+
+    fn claim_recent(&self, folder_id: i64) -> Result<Option<u32>> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction()?;
+            let first: Option<i64> = tx
+                .prepare_cached("SELECT first_recent_uid FROM mail_folders WHERE id = ?1")?
+                .query_row([folder_id], |r| r.get(0))
+                .optional()?;
+            let Some(first) = first else {
+                return Ok(None);
+            };
+            tx.prepare_cached(
+                "UPDATE mail_folders SET first_recent_uid = uidnext WHERE id = ?1 AND first_recent_uid < uidnext",
+            )?
+            .execute([folder_id])?;
+            tx.commit()?;
+            Ok(Some(to_u32(first)))
+        })
+    }
+
     fn store_flags(
         &self,
         folder_id: i64,
@@ -625,12 +705,7 @@ impl MailStore for SqliteStore {
                         removed.push(to_u32(u));
                     }
                 }
-                if !removed.is_empty() {
-                    tx.prepare_cached(
-                        "UPDATE mail_folders SET highest_modseq = highest_modseq + 1 WHERE id = ?1",
-                    )?
-                    .execute([folder_id])?;
-                }
+                // Each removal took its own modseq and went into the expunged log (trigger of 0006).
             }
             tx.commit()?;
             Ok(removed)
@@ -682,13 +757,10 @@ impl MailStore for SqliteStore {
             if remove_source {
                 let mut delete =
                     tx.prepare_cached("DELETE FROM mail_messages WHERE folder_id = ?1 AND uid = ?2")?;
+                // Each removal takes its modseq and is logged by the expunge trigger (0006).
                 for (uid, _) in &pairs {
                     delete.execute(params![from_folder, uid])?;
                 }
-                tx.prepare_cached(
-                    "UPDATE mail_folders SET highest_modseq = highest_modseq + 1 WHERE id = ?1",
-                )?
-                .execute([from_folder])?;
             } else if added > 0 {
                 // Copies count against the quota (moves within one account do not change it).
                 let (used, quota): (i64, Option<i64>) = tx
@@ -802,6 +874,16 @@ impl MailStore for SqliteStore {
             Ok(n as u64)
         })
     }
+}
+
+fn expunged_after(conn: &Connection, folder_id: i64, since: u64) -> Result<Vec<u32>> {
+    let uids = conn
+        .prepare_cached(
+            "SELECT uid FROM mail_expunged WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid",
+        )?
+        .query_map(params![folder_id, to_i64(since)], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(uids.into_iter().map(to_u32).collect())
 }
 
 fn delete_recipients(conn: &Connection, ids: &[i64]) -> Result<()> {

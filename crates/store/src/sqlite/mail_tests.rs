@@ -367,3 +367,82 @@ fn the_outbound_queue_keeps_each_recipient_until_it_is_done_with() {
     let sent = store.folder("alice@example.com", "Sent").unwrap().unwrap();
     assert_eq!(store.message_raw(sent.id, 1).unwrap().unwrap(), d.raw);
 }
+
+#[test]
+fn changes_since_reads_only_what_changed_and_logs_every_removal() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let batch: Vec<Delivery> = (0..4)
+        .map(|i| delivery(&format!("m{i}"), vec![inbox("alice@example.com")]))
+        .collect();
+    for r in store.deliver(&batch, GIB).unwrap() {
+        r.unwrap();
+    }
+    let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    let base = f.highest_modseq;
+    let none = store.changes_since(f.id, base).unwrap().unwrap();
+    assert!(none.changed.is_empty() && none.expunged.is_empty());
+    assert_eq!((none.uidnext, none.highest_modseq), (5, base));
+
+    store
+        .store_flags(f.id, &[2], FlagOp::Add, Flags::SEEN, &[])
+        .unwrap();
+    assert_eq!(store.expunge(f.id, &[3]).unwrap(), [3]);
+    let trash = store.folder("alice@example.com", "Trash").unwrap().unwrap();
+    store
+        .copy_messages(f.id, &[4], trash.id, true, GIB)
+        .unwrap();
+    let c = store.changes_since(f.id, base).unwrap().unwrap();
+    let changed: Vec<u32> = c.changed.iter().map(|m| m.uid).collect();
+    assert_eq!(changed, [2]);
+    assert_eq!(c.expunged, [3, 4]);
+    // Every change took a modseq of its own, and HIGHESTMODSEQ is the last of them.
+    assert_eq!(c.highest_modseq, base + 3);
+    assert_eq!(store.expunged_since(f.id, base + 2).unwrap(), [4]);
+    // A removal the IMAP code did not make (a \Noselect placeholder's messages) is logged as well.
+    let work = store.create_folder("alice@example.com", "Work").unwrap();
+    store
+        .copy_messages(f.id, &[1], work.id, false, GIB)
+        .unwrap();
+    store
+        .set_noselect("alice@example.com", "Work", true)
+        .unwrap();
+    let w = store.folder("alice@example.com", "Work").unwrap().unwrap();
+    assert!(w.noselect && w.messages == 0);
+    assert_eq!(store.expunged_since(work.id, 0).unwrap(), [1]);
+    store
+        .set_noselect("alice@example.com", "Work", false)
+        .unwrap();
+    assert!(
+        !store
+            .folder("alice@example.com", "Work")
+            .unwrap()
+            .unwrap()
+            .noselect
+    );
+    // The log goes with its folder.
+    store.delete_folder("alice@example.com", "Work").unwrap();
+    assert_eq!(store.expunged_since(work.id, 0).unwrap(), Vec::<u32>::new());
+}
+
+#[test]
+fn recent_messages_are_taken_once() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let batch = vec![delivery("one", vec![inbox("alice@example.com")])];
+    store.deliver(&batch, GIB).unwrap();
+    let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    assert_eq!((f.first_recent_uid, f.recent), (1, 1));
+    assert_eq!(store.claim_recent(f.id).unwrap(), Some(1));
+    assert_eq!(store.claim_recent(f.id).unwrap(), Some(2));
+    let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    assert_eq!((f.first_recent_uid, f.recent), (2, 0));
+    store.deliver(&batch, GIB).unwrap();
+    assert_eq!(
+        store
+            .folder("alice@example.com", "INBOX")
+            .unwrap()
+            .unwrap()
+            .recent,
+        1
+    );
+    assert_eq!(store.claim_recent(-1).unwrap(), None);
+}
