@@ -37,6 +37,9 @@ pub struct AuthVerdict {
     pub dmarc_reject: bool,
     /// DMARC failed and the domain asks for quarantine or rejection: the message belongs in `Junk`.
     pub dmarc_junk: bool,
+    /// DMARC failed under any policy: the `From` address is not the sender's to use (allow-list entries
+    /// for it are not honoured).
+    pub dmarc_fail: bool,
 }
 
 /// The MX's authenticator: one resolver (with its cache) shared by every session.
@@ -148,6 +151,7 @@ impl SenderAuth {
                 } else if temp {
                     "temperror"
                 } else {
+                    verdict.dmarc_fail = policy != Policy::Unspecified;
                     match policy {
                         Policy::Reject => {
                             verdict.dmarc_reject = true;

@@ -1,13 +1,16 @@
 //! `msgr mail dns DOMAIN`: the DNS records to publish for a domain whose mail msgr handles (MX, SPF, DKIM
 //! with the server's key, made here if the server has not made it yet, DMARC).
 //!
+//! `msgr mail allow|block|unblock USER ADDR` and `msgr mail senders USER`: a user's allow and block lists of
+//! mail senders (an address, or `@domain` for a whole domain), consulted before the spam score.
+//!
 //! `msgr mail queue|retry`: the outbound queue as an operator sees it. Both work on the store of `--data DIR`
 //! directly, also while the server runs: the server's queue runner looks at the store every few seconds, so a
 //! retry made here is picked up without signalling the server.
 
 use anyhow::Result;
 use clap::Subcommand;
-use msgr_store::{MailStore, QueuedRecipient, Store};
+use msgr_store::{AccountStore, MailStore, QueuedRecipient, SenderList, SenderStore, Store};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Subcommand)]
@@ -16,6 +19,32 @@ pub enum MailCommand {
     Queue,
     /// Make every queued recipient due now; a running server retries them within seconds.
     Retry,
+    /// Deliver USER's mail from ADDR (an address, or @domain) to the Inbox without scoring it.
+    Allow {
+        /// The account whose list it is.
+        user: String,
+        /// A sender address, or @domain for every address of a domain.
+        addr: String,
+    },
+    /// Deliver USER's mail from ADDR (an address, or @domain) to Junk without scoring it.
+    Block {
+        /// The account whose list it is.
+        user: String,
+        /// A sender address, or @domain for every address of a domain.
+        addr: String,
+    },
+    /// Take ADDR off USER's allow or block list.
+    Unblock {
+        /// The account whose list it is.
+        user: String,
+        /// The entry as it was added.
+        addr: String,
+    },
+    /// List USER's allowed and blocked senders.
+    Senders {
+        /// The account whose lists to show.
+        user: String,
+    },
     /// Print the MX, SPF, DKIM and DMARC records to publish for DOMAIN.
     Dns {
         /// The mail domain (the part after `@`).
@@ -37,6 +66,22 @@ pub fn run(store: &Store, cmd: MailCommand) -> Result<()> {
     match cmd {
         MailCommand::Queue => print!("{}", table(&store.queue_list()?)),
         MailCommand::Dns { .. } => unreachable!("handled before the store is opened"),
+        MailCommand::Allow { user, addr } => set(store, &user, &addr, SenderList::Allow)?,
+        MailCommand::Block { user, addr } => set(store, &user, &addr, SenderList::Block)?,
+        MailCommand::Unblock { user, addr } => {
+            let user = account(store, &user)?;
+            let addr = sender_entry(&addr)?;
+            if !store.sender_remove(&user, &addr)? {
+                anyhow::bail!("{addr} is on neither of {user}'s lists");
+            }
+            println!("{addr} removed from {user}'s sender lists");
+        }
+        MailCommand::Senders { user } => {
+            let user = account(store, &user)?;
+            for (sender, list) in store.sender_entries(&user)? {
+                println!("{}\t{sender}", list.as_str());
+            }
+        }
         MailCommand::Retry => {
             let n = store.queue_retry_now(now())?;
             println!(
@@ -45,6 +90,49 @@ pub fn run(store: &Store, cmd: MailCommand) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The account `user` names, lowercased; an error naming it when there is none.
+fn account(store: &Store, user: &str) -> Result<String> {
+    match store.account(user)? {
+        Some(a) => Ok(a.email),
+        None => anyhow::bail!("no account {user}"),
+    }
+}
+
+/// A list entry as kept: `name@domain` or `@domain`, lowercased, without angle brackets or spaces.
+fn sender_entry(addr: &str) -> Result<String> {
+    let a = addr
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_lowercase();
+    let ok = match a.split_once('@') {
+        Some((local, domain)) => {
+            !domain.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !local.contains(char::is_whitespace)
+                && !a.chars().any(|c| c.is_control() || c.is_whitespace())
+        }
+        None => false,
+    };
+    if !ok {
+        anyhow::bail!("{addr:?} is neither an address nor @domain");
+    }
+    Ok(a)
+}
+
+fn set(store: &Store, user: &str, addr: &str, list: SenderList) -> Result<()> {
+    let user = account(store, user)?;
+    let addr = sender_entry(addr)?;
+    store.sender_set(&user, &addr, list, now())?;
+    let folder = match list {
+        SenderList::Allow => "Inbox",
+        SenderList::Block => "Junk",
+    };
+    println!("mail from {addr} to {user} now goes to {folder} unscored");
     Ok(())
 }
 
@@ -114,6 +202,26 @@ fn table(queue: &[QueuedRecipient]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_entries() {
+        assert_eq!(
+            sender_entry(" <Bob@Example.COM> ").unwrap(),
+            "bob@example.com"
+        );
+        assert_eq!(sender_entry("@Spam.test").unwrap(), "@spam.test");
+        for bad in [
+            "",
+            "bob",
+            "bob@",
+            "a@b@c.d",
+            "@localhost",
+            "a b@c.d",
+            "a@c.d\r\n",
+        ] {
+            assert!(sender_entry(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn table_layout() {

@@ -719,17 +719,14 @@ impl Session {
             }
         }
         let extra = auth.as_ref().map(|a| a.hits.clone()).unwrap_or_default();
-        let verdicts = match (&self.account, &self.ctx.spam) {
-            (None, Some(filter)) => {
-                judge(
-                    filter.clone(),
-                    self.ctx.store.clone(),
-                    &raw,
-                    tx.local.clone(),
-                    now,
-                    extra,
-                )
-                .await
+        // Mail from strangers meets each recipient's sender lists, then the spam filter.
+        let verdicts = match &self.account {
+            None if !tx.local.is_empty() => {
+                let senders = crate::spam::Senders {
+                    addresses: crate::spam::sender_addresses(&tx.sender, message),
+                    from_forged: auth.as_ref().is_some_and(|a| a.dmarc_fail),
+                };
+                judge(&self.ctx, &raw, tx.local.clone(), now, senders, extra).await
             }
             _ => None,
         };
@@ -741,12 +738,12 @@ impl Session {
         let mut groups: Vec<(String, Vec<LocalTarget>)> = Vec::new();
         let mut junked = 0usize;
         for (i, account) in tx.local.iter().enumerate() {
-            let verdict = verdicts.as_ref().and_then(|v| v.get(i));
+            let judgement = verdicts.as_ref().and_then(|v| v.get(i));
             let head = format!(
                 "{auth_header}{}",
-                verdict.map(|v| v.header_lines()).unwrap_or_default()
+                judgement.map(|j| j.header_lines()).unwrap_or_default()
             );
-            let spam = auth_junk || verdict.is_some_and(|v| v.is_spam());
+            let spam = judgement.map_or(auth_junk, |j| j.is_junk(auth_junk));
             junked += usize::from(spam);
             let target = LocalTarget {
                 account: account.clone(),
@@ -989,20 +986,30 @@ impl Session {
     }
 }
 
-/// The spam verdict for each local recipient, computed on the blocking pool (it parses the whole message
-/// and reads each recipient's training). `None` if the scoring task failed: the message is then delivered
-/// unjudged rather than refused for a fault of ours.
+/// The sender lists' decision and the spam verdict for each local recipient, computed on the blocking pool
+/// (it reads each recipient's lists and training and parses the whole message). `None` if the task
+/// failed: the message is then delivered unjudged rather than refused for a fault of ours.
 async fn judge(
-    filter: Arc<crate::spam::SpamFilter>,
-    store: Arc<msgr_store::Store>,
+    ctx: &Context,
     raw: &[u8],
     recipients: Vec<String>,
     now: i64,
+    senders: crate::spam::Senders,
     extra: Vec<msgr_spam::Hit>,
-) -> Option<Vec<msgr_spam::Verdict>> {
+) -> Option<Vec<crate::spam::Judgement>> {
     let raw = raw.to_vec();
-    let task =
-        tokio::task::spawn_blocking(move || filter.judge(&store, &raw, now, &recipients, &extra));
+    let (filter, store) = (ctx.spam.clone(), ctx.store.clone());
+    let task = tokio::task::spawn_blocking(move || {
+        crate::spam::judge(
+            filter.as_deref(),
+            &store,
+            &raw,
+            now,
+            &recipients,
+            &senders,
+            &extra,
+        )
+    });
     match task.await {
         Ok(verdicts) => Some(verdicts),
         Err(e) => {
