@@ -1,5 +1,6 @@
 //! Raw MSNP connections: source-address rotation, connecting, framing with `msgr_proto`.
 
+use crate::msnp;
 use anyhow::{bail, Context, Result};
 use bytes::BytesMut;
 use msgr_proto::frame::{Frame, FrameDecoder, Limits, Peer};
@@ -59,11 +60,27 @@ pub struct Conn {
     pub next_trid: u32,
 }
 
+/// The read half of a connection. It answers a notification server's `CHL` itself, whenever one
+/// arrives and whatever the caller is waiting for, so no scenario depends on a challenge coming
+/// (or not coming) at a given moment; callers never see `CHL` frames.
 pub struct Reader {
     half: OwnedReadHalf,
     buf: BytesMut,
     decoder: FrameDecoder,
+    /// The dialect of the `QRY` answers (the one negotiated with `VER`).
+    dialect: Dialect,
+    /// The rest of a `QRY` the socket did not take at once. Written before anything more is
+    /// read, and kept here so that a cancelled read loses none of it.
+    answer: Vec<u8>,
+    /// Transaction ids of our `QRY`s: a range of their own, so the reply (or the lack of one)
+    /// never matches a caller's [`Reader::reply`].
+    qry_trid: u32,
+    /// Challenges answered so far.
+    pub challenges: u32,
 }
+
+/// The first transaction id of the `QRY`s a [`Reader`] writes by itself.
+pub const QRY_TRID_BASE: u32 = 1_000_000_000;
 
 impl Conn {
     /// Connects from the next source address of `sources` (when the target is IPv4).
@@ -88,6 +105,10 @@ impl Conn {
                 half: rd,
                 buf: BytesMut::with_capacity(1024),
                 decoder: FrameDecoder::new(Peer::Server, Limits::default()),
+                dialect: Dialect::Msnp12,
+                answer: Vec::new(),
+                qry_trid: QRY_TRID_BASE,
+                challenges: 0,
             },
             wr,
             next_trid: 1,
@@ -101,13 +122,16 @@ impl Conn {
         t
     }
 
+    /// Writes `bytes`, after any challenge answer the reader still holds.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.rd.finish_answer().await?;
         self.wr.write_all(bytes).await?;
         Ok(())
     }
 
     pub fn set_dialect(&mut self, dialect: Dialect) {
         self.rd.decoder.set_dialect(dialect);
+        self.rd.dialect = dialect;
     }
 }
 
@@ -119,16 +143,50 @@ impl Reader {
             .context("timed out waiting for the server")?
     }
 
-    /// The next frame, however long it takes. Cancel-safe (usable in `select!`).
+    /// The next frame other than `CHL` (answered here), however long it takes. Cancel-safe
+    /// (usable in `select!`).
     pub async fn recv_forever(&mut self) -> Result<Frame> {
         loop {
+            self.finish_answer().await?;
             if let Some(f) = self.decoder.decode(&mut self.buf)? {
+                if f.command() == "CHL" {
+                    self.answer_challenge(&f);
+                    continue;
+                }
                 return Ok(f);
             }
             if self.half.read_buf(&mut self.buf).await? == 0 {
                 bail!("server closed the connection");
             }
         }
+    }
+
+    /// Queues the `QRY` for a `CHL` (written by [`Reader::finish_answer`]).
+    fn answer_challenge(&mut self, chl: &Frame) {
+        let challenge = chl.params().first().copied().unwrap_or_default();
+        let qry = msnp::qry(self.dialect, self.qry_trid, challenge);
+        self.answer.extend_from_slice(qry.as_bytes());
+        self.qry_trid = self.qry_trid.wrapping_add(1).max(QRY_TRID_BASE);
+        self.challenges += 1;
+    }
+
+    /// Writes what is left of a `QRY` answer. The write goes through the shared socket while
+    /// the connection's writer is idle: every scenario reads and writes a connection from one
+    /// task, and callers that write between reads call this first (see [`Conn::send`]), so
+    /// a `QRY` is never cut by another command. Cancel-safe: what was not written stays queued.
+    pub async fn finish_answer(&mut self) -> Result<()> {
+        while !self.answer.is_empty() {
+            let stream: &tokio::net::TcpStream = self.half.as_ref();
+            stream.writable().await?;
+            match stream.try_write(&self.answer) {
+                Ok(n) => {
+                    self.answer.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Reads frames until one whose command is `command`, failing on an error line.

@@ -12,6 +12,22 @@ pub fn hello(dialect: Dialect, email: &str) -> String {
     )
 }
 
+/// The Passport policy of a `USR t TWN S policy` reply (what login2.srf needs).
+pub fn usr_twn_policy(f: &Frame) -> Option<&str> {
+    match f.tokens().collect::<Vec<_>>().as_slice() {
+        ["USR", _, "TWN", "S", policy, ..] => Some(*policy),
+        _ => None,
+    }
+}
+
+/// The notification server a dispatch server refers us to: `XFR t NS addr …`.
+pub fn xfr_ns(f: &Frame) -> Option<String> {
+    match f.tokens().collect::<Vec<_>>().as_slice() {
+        ["XFR", _, "NS", addr, ..] => Some(addr.to_string()),
+        _ => None,
+    }
+}
+
 /// The `QRY` answering a `CHL`.
 pub fn qry(dialect: Dialect, trid: u32, challenge: &str) -> String {
     let (id, answer) = if dialect >= Dialect::Msnp11 {
@@ -272,6 +288,23 @@ mod tests {
         );
         assert_eq!(nln_caps(&frame("NLN NLN a@b.c nick")), None);
         assert_eq!(nln_caps(&frame("ILN 5 NLN a@b.c nick 3")), None);
+    }
+
+    #[test]
+    fn login_replies() {
+        assert_eq!(
+            usr_twn_policy(&frame(
+                "USR 3 TWN S lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct=1062764229,kpp=1,kv=5,ver=2.1.0173.1,tpf=43f8a4c8ed940c04e3740be46c4d1619"
+            )),
+            Some("lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct=1062764229,kpp=1,kv=5,ver=2.1.0173.1,tpf=43f8a4c8ed940c04e3740be46c4d1619")
+        );
+        assert_eq!(usr_twn_policy(&frame("USR 3 OK a@b.c a@b.c 1 0")), None);
+        assert_eq!(usr_twn_policy(&frame("911 3")), None);
+        assert_eq!(
+            xfr_ns(&frame("XFR 3 NS 10.0.0.5:1863 0 65.54.239.140:1863")),
+            Some("10.0.0.5:1863".to_owned())
+        );
+        assert_eq!(xfr_ns(&frame("XFR 3 SB 10.0.0.5:1863 CKI 1.2")), None);
     }
 
     #[test]

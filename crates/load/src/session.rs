@@ -89,17 +89,35 @@ impl Ctx {
         user_email(&self.target.users, self.target.first + i)
     }
 
-    /// A full TWN login (VER … QRY); the connection is left signed in, not yet online.
+    /// A full TWN login (VER, CVR, USR I, Passport, USR S); the connection is left signed in,
+    /// not yet online. A dispatch server's `XFR … NS` is followed. It returns at `USR OK`: a
+    /// `CHL` is the server's to send or not, now or later, and the connection's reader answers
+    /// it whenever it comes (servers that send none, or never answer the `QRY`, are measured
+    /// all the same).
     pub async fn login(&self, email: &str) -> Result<(Conn, LoginTimes)> {
         let start = Instant::now();
-        let mut c = Conn::connect(self.addr, &self.sources).await?;
-        c.set_dialect(self.dialect);
-        c.send(msnp::hello(self.dialect, email).as_bytes()).await?;
-        c.rd.expect("VER").await?;
-        c.rd.expect("CVR").await?;
-        let usr = c.rd.expect("USR").await?;
-        let Some(twn) = usr.params().get(2).map(|s| s.to_string()) else {
-            bail!("unexpected {:?}", usr.line())
+        let mut addr = self.addr;
+        let mut referrals = 0;
+        let (mut c, twn) = loop {
+            let mut c = Conn::connect(addr, &self.sources).await?;
+            c.set_dialect(self.dialect);
+            c.send(msnp::hello(self.dialect, email).as_bytes()).await?;
+            let reply = c.rd.reply(3).await?;
+            if let Some(ns) = msnp::xfr_ns(&reply) {
+                referrals += 1;
+                if referrals > 3 {
+                    bail!(
+                        "more than 3 XFR NS referrals in a row (last: {:?})",
+                        reply.line()
+                    );
+                }
+                addr = resolve(&ns).await?;
+                continue;
+            }
+            match msnp::usr_twn_policy(&reply) {
+                Some(twn) => break (c, twn.to_owned()),
+                None => bail!("USR TWN I answered {:?}", reply.line()),
+            }
         };
         let msnp_part1 = start.elapsed();
         let p0 = Instant::now();
@@ -112,13 +130,11 @@ impl Ctx {
         let m0 = Instant::now();
         c.send(format!("USR 4 TWN S {ticket}\r\n").as_bytes())
             .await?;
-        c.rd.expect("USR").await?;
-        let chl = c.rd.expect("CHL").await?;
-        let challenge = chl.params().first().map(|s| s.to_string());
-        c.send(msnp::qry(self.dialect, 5, challenge.as_deref().unwrap_or_default()).as_bytes())
-            .await?;
-        c.rd.expect("QRY").await?;
-        c.next_trid = 6;
+        let ok = c.rd.reply(4).await?;
+        if ok.command() != "USR" || ok.params().first() != Some(&"OK") {
+            bail!("USR TWN S answered {:?}", ok.line());
+        }
+        c.next_trid = 5;
         Ok((
             c,
             LoginTimes {
@@ -144,17 +160,16 @@ pub enum Cmd {
     },
 }
 
-/// Sees every frame an online user receives (except `CHL`, answered by the loop).
+/// Sees every frame an online user receives (except `CHL`, answered by the reader).
 pub trait Handler: Send + 'static {
     fn frame(&mut self, f: &Frame, now: Instant);
 }
 
-/// Keeps a logged-in user's connection alive: answers `CHL`, pings, carries out the
-/// driver's commands, and hands everything else to `handler`. Ends (with `OUT`) when the
-/// command channel closes; returns the handler.
+/// Keeps a logged-in user's connection alive: pings, carries out the driver's commands, and
+/// hands everything it reads to `handler` (a `CHL` is answered by the reader, whenever it
+/// comes). Ends (with `OUT`) when the command channel closes; returns the handler.
 pub async fn online<H: Handler>(
     conn: Conn,
-    dialect: Dialect,
     mut cmds: mpsc::Receiver<Cmd>,
     mut handler: H,
 ) -> Result<H> {
@@ -168,12 +183,14 @@ pub async fn online<H: Handler>(
         tokio::select! {
             cmd = cmds.recv() => match cmd {
                 None => {
+                    let _ = rd.finish_answer().await;
                     let _ = wr.write_all(b"OUT\r\n").await;
                     return Ok(handler);
                 }
                 Some(Cmd::Chg { status, caps, stamp }) => {
                     let line = msnp::chg(next_trid, status, caps);
                     next_trid += 1;
+                    rd.finish_answer().await?;
                     if let Some(stamp) = stamp {
                         stamp(Instant::now());
                     }
@@ -182,17 +199,50 @@ pub async fn online<H: Handler>(
             },
             f = rd.recv_forever() => {
                 let f = f?;
-                if f.command() == "CHL" {
-                    let challenge = f.params().first().map(|s| s.to_string()).unwrap_or_default();
-                    wr.write_all(msnp::qry(dialect, next_trid, &challenge).as_bytes()).await?;
-                    next_trid += 1;
-                } else if f.command() == "OUT" {
+                if f.command() == "OUT" {
                     bail!("server signed us out: {:?}", f.line());
-                } else {
-                    handler.frame(&f, Instant::now());
                 }
+                handler.frame(&f, Instant::now());
             }
-            _ = ping.tick() => wr.write_all(b"PNG\r\n").await?,
+            _ = ping.tick() => {
+                rd.finish_answer().await?;
+                wr.write_all(b"PNG\r\n").await?;
+            }
+        }
+    }
+}
+
+/// A signed-in connection kept alive by [`online`] in its own task, for a scenario that does
+/// not use it otherwise (it answers `CHL` and pings); dropping it signs the user out.
+pub struct Kept {
+    _cmds: mpsc::Sender<Cmd>,
+    task: tokio::task::JoinHandle<Result<Ignore>>,
+}
+
+/// A [`Handler`] that looks at nothing.
+pub struct Ignore;
+
+impl Handler for Ignore {
+    fn frame(&mut self, _f: &Frame, _now: Instant) {}
+}
+
+impl Kept {
+    pub fn start(conn: Conn) -> Kept {
+        let (tx, rx) = mpsc::channel(1);
+        Kept {
+            _cmds: tx,
+            task: tokio::spawn(online(conn, rx, Ignore)),
+        }
+    }
+
+    /// Signs the user out and waits (briefly) for it; an error means the server had already
+    /// dropped the connection.
+    pub async fn finish(self) -> Result<()> {
+        let Kept { _cmds, task } = self;
+        drop(_cmds);
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(r) => r?.map(|_| ()),
+            Err(_) => bail!("a kept connection did not end"),
         }
     }
 }

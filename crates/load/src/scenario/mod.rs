@@ -3,6 +3,7 @@
 pub mod idle;
 pub mod login;
 pub mod mail;
+pub mod mail_notify;
 pub mod presence;
 pub mod relay;
 
@@ -77,7 +78,7 @@ pub async fn bring_online_range<H: Handler>(
                 None => 0,
             };
             let (tx, rx) = mpsc::channel(16);
-            let task = tokio::spawn(online(conn, ctx.dialect, rx, handler));
+            let task = tokio::spawn(online(conn, rx, handler));
             anyhow::Ok((i, tx, task, times, added))
         });
     }

@@ -13,7 +13,7 @@ use super::Outcome;
 use crate::conn::{resolve, Conn, Reader};
 use crate::forward::Forwarder;
 use crate::msnp::{self, AckMode};
-use crate::session::{Ctx, Target};
+use crate::session::{Ctx, Kept, Target};
 use crate::stats::Report;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -47,13 +47,18 @@ pub struct Args {
     /// (what clients use for text: only failures are answered) or `u` (never answered).
     #[arg(long, value_enum, default_value_t = AckMode::A)]
     pub ack: AckMode,
+    /// Switchboard set-ups (`XFR SB` … `JOI`) in progress at once, while logins run at
+    /// `--concurrency`; 0: no limit of their own. Some servers need 1.
+    #[arg(long, default_value_t = 0)]
+    pub sb_concurrency: usize,
 }
 
-/// One pair with its switchboard connections open (NS connections kept until the end).
+/// One pair with its switchboard connections open (NS connections kept online, answering
+/// `CHL` and pinging, until the end).
 struct Pair {
     caller_sb: Conn,
     callee_sb: Conn,
-    ns: [Conn; 2],
+    ns: [Kept; 2],
     setup: Duration,
 }
 
@@ -83,13 +88,14 @@ async fn set_online(c: &mut Conn) -> Result<()> {
     Ok(())
 }
 
-async fn connect_pair(ctx: &Ctx, p: usize) -> Result<Pair> {
+async fn connect_pair(ctx: &Ctx, sb_gate: &Semaphore, p: usize) -> Result<Pair> {
     let started = Instant::now();
     let (a_email, b_email) = (ctx.email(2 * p), ctx.email(2 * p + 1));
     let (mut a, _) = ctx.login(&a_email).await?;
     let (mut b, _) = ctx.login(&b_email).await?;
     set_online(&mut a).await?;
     set_online(&mut b).await?;
+    let _sb_permit = sb_gate.acquire().await?;
 
     let t = a.trid();
     a.send(format!("XFR {t} SB\r\n").as_bytes()).await?;
@@ -127,7 +133,7 @@ async fn connect_pair(ctx: &Ctx, p: usize) -> Result<Pair> {
     Ok(Pair {
         caller_sb: asb,
         callee_sb: bsb,
-        ns: [a, b],
+        ns: [Kept::start(a), Kept::start(b)],
         setup: started.elapsed(),
     })
 }
@@ -160,7 +166,7 @@ async fn echo(mut rd: Reader, mut wr: OwnedWriteHalf, mode: AckMode) -> Result<(
 async fn exchange(
     caller_sb: Conn,
     callee_sb: Conn,
-    ns: Vec<Conn>,
+    ns: Vec<Kept>,
     window: usize,
     mode: AckMode,
     until: tokio::time::Instant,
@@ -217,8 +223,8 @@ async fn exchange(
     // Our end of the stream too, which is all a forwarder passes on.
     let _ = wr.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), echo_task).await;
-    for mut c in ns {
-        let _ = c.send(b"OUT\r\n").await;
+    for kept in ns {
+        let _ = kept.finish().await;
     }
     Ok(res)
 }
@@ -229,12 +235,16 @@ pub async fn run(args: Args) -> Outcome {
     }
     let ctx = Arc::new(Ctx::new(&args.target).await?);
     let gate = Arc::new(Semaphore::new(args.target.concurrency.max(1)));
+    let sb_gate = Arc::new(Semaphore::new(match args.sb_concurrency {
+        0 => Semaphore::MAX_PERMITS,
+        n => n,
+    }));
     let mut joins = tokio::task::JoinSet::new();
     for p in 0..args.pairs {
-        let (ctx, gate) = (ctx.clone(), gate.clone());
+        let (ctx, gate, sb_gate) = (ctx.clone(), gate.clone(), sb_gate.clone());
         joins.spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            connect_pair(&ctx, p)
+            connect_pair(&ctx, &sb_gate, p)
                 .await
                 .with_context(|| format!("setting up pair {p}"))
         });
@@ -320,7 +330,7 @@ struct Phase {
 
 /// Runs every pair's exchange for `duration` seconds at once.
 async fn measure(
-    runs: Vec<(Conn, Conn, Vec<Conn>)>,
+    runs: Vec<(Conn, Conn, Vec<Kept>)>,
     window: usize,
     mode: AckMode,
     duration: u64,
