@@ -18,6 +18,7 @@ pub mod pop3;
 mod server;
 pub mod smtp;
 pub mod spam;
+pub mod submit;
 
 pub use config::MailConfig;
 pub use deliver::{DeliverError, Deliverer};
@@ -194,6 +195,38 @@ impl Context {
         let store = self.store.clone();
         let domain = domain.to_owned();
         Ok(tokio::task::spawn_blocking(move || store.is_account_domain(&domain)).await??)
+    }
+
+    /// Tells the spam filter's [`JunkHook`] the user's verdict after a durable `COPY` (`remove` false) or
+    /// `MOVE` of `account`'s messages from a folder with role `from` into one with role `to` (folder id
+    /// `to_folder`, where they now have `new_uids`). IMAP and the web inbox both call this.
+    ///
+    /// Into `Junk` by copy or move says "spam"; only a move out of `Junk` to somewhere other than `Trash`
+    /// says "not spam" (a copy leaves it in `Junk`, and deleting spam is no verdict).
+    pub fn junk_verdict(
+        &self,
+        account: &str,
+        from: Option<msgr_store::SpecialUse>,
+        to: Option<msgr_store::SpecialUse>,
+        remove: bool,
+        to_folder: i64,
+        new_uids: &[u32],
+    ) {
+        use msgr_store::SpecialUse;
+        let into_junk = to == Some(SpecialUse::Junk);
+        let from_junk = from == Some(SpecialUse::Junk);
+        let out_of_junk = from_junk && !into_junk && remove && to != Some(SpecialUse::Trash);
+        if new_uids.is_empty() || !((into_junk && !from_junk) || out_of_junk) {
+            return;
+        }
+        if let Some(hook) = self.junk_hook.get() {
+            let direction = if into_junk {
+                JunkMove::IntoJunk
+            } else {
+                JunkMove::OutOfJunk
+            };
+            hook.moved(account, direction, to_folder, new_uids);
+        }
     }
 
     /// The account (lowercased, as stored) whose mailbox `address` names, if there is one.

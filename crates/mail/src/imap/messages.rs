@@ -5,12 +5,12 @@ use super::ext;
 use super::search;
 use super::session::{split_flags, Flow, Session};
 use super::write::flag_list;
-use crate::{JunkMove, LookupError};
+use crate::LookupError;
 use imap_codec::imap_types::bounded_static::IntoBoundedStatic;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
-use msgr_store::{FlagOp, Flags, MailStore, MessageMeta, SpecialUse};
+use msgr_store::{FlagOp, Flags, MailStore, MessageMeta};
 
 impl Session {
     /// Removes the messages marked `\Deleted` (only those in `uids` if given) and publishes the change.
@@ -296,24 +296,15 @@ impl Session {
             Err(e) => return self.store_error(tag, e),
         };
         self.ctx.notify.changed(&account);
-        // The spam filter hears of the user's verdicts.
-        // Into Junk by COPY or MOVE says "spam"; only a MOVE out of Junk to somewhere other than Trash
-        // says "not spam" (a copy leaves it in Junk, and deleting spam is no verdict).
-        let into_junk = dest_folder.special == Some(SpecialUse::Junk);
-        let from_junk = from_special == Some(SpecialUse::Junk);
-        let out_of_junk =
-            from_junk && !into_junk && remove && dest_folder.special != Some(SpecialUse::Trash);
-        if ((into_junk && !from_junk) || out_of_junk) && !pairs.is_empty() {
-            if let Some(hook) = self.ctx.junk_hook.get() {
-                let new_uids: Vec<u32> = pairs.iter().map(|(_, n)| *n).collect();
-                let direction = if into_junk {
-                    JunkMove::IntoJunk
-                } else {
-                    JunkMove::OutOfJunk
-                };
-                hook.moved(&account, direction, to_id, &new_uids);
-            }
-        }
+        let new_uids: Vec<u32> = pairs.iter().map(|(_, n)| *n).collect();
+        self.ctx.junk_verdict(
+            &account,
+            from_special,
+            dest_folder.special,
+            remove,
+            to_id,
+            &new_uids,
+        );
         let code = if pairs.is_empty() {
             String::new()
         } else {

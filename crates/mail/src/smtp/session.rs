@@ -5,10 +5,11 @@ use super::command::{self, Command, MailFrom, ParseError};
 use super::data::DataDecoder;
 use super::Mode;
 use crate::deliver::DeliverError;
+use crate::submit::{self, printable, Route, RouteError};
 use crate::{mime, Context};
 use base64::Engine as _;
 use bytes::{Buf, BytesMut};
-use msgr_store::{Delivery, Flags, FolderRef, LocalTarget, Outbound, SpecialUse, StoreError};
+use msgr_store::{Flags, FolderRef, LocalTarget, SpecialUse, StoreError};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -538,43 +539,36 @@ impl Session {
             return self.error(conn, "452 4.5.3 Error: too many recipients");
         }
         let shown = printable(&to);
-        let Some((_, domain)) = to.rsplit_once('@') else {
-            return self.error(conn, "501 5.1.3 Bad recipient address syntax");
-        };
-        let local = match self.ctx.is_local_domain(domain).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "checking a recipient domain failed");
-                return conn.reply("451 4.3.0 Error: temporary lookup failure");
-            }
-        };
-        if local {
-            match self.ctx.local_account(&to).await {
-                Ok(Some(account)) => {
-                    if let Some(tx) = &mut self.tx {
-                        if !tx.local.contains(&account) {
-                            tx.local.push(account);
-                        }
+        match self.ctx.route(&to, self.account.is_some()).await {
+            Ok(Route::Local(account)) => {
+                if let Some(tx) = &mut self.tx {
+                    if !tx.local.contains(&account) {
+                        tx.local.push(account);
                     }
-                    conn.reply("250 2.1.5 Ok");
                 }
-                Ok(None) => self.error(
-                    conn,
-                    &format!("550 5.1.1 <{shown}>: Recipient address rejected: User unknown"),
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "looking a recipient up failed");
-                    conn.reply("451 4.3.0 Error: temporary lookup failure");
+                conn.reply("250 2.1.5 Ok");
+            }
+            Ok(Route::Remote) => {
+                if let Some(tx) = &mut self.tx {
+                    tx.remote.push(to);
                 }
+                conn.reply("250 2.1.5 Ok");
             }
-        } else if self.account.is_some() {
-            if let Some(tx) = &mut self.tx {
-                tx.remote.push(to);
+            Err(RouteError::BadSyntax) => {
+                self.error(conn, "501 5.1.3 Bad recipient address syntax")
             }
-            conn.reply("250 2.1.5 Ok");
-        } else {
+            Err(RouteError::UnknownUser) => self.error(
+                conn,
+                &format!("550 5.1.1 <{shown}>: Recipient address rejected: User unknown"),
+            ),
             // Never an open relay: only a signed-in account may send to other hosts.
-            self.error(conn, &format!("554 5.7.1 <{shown}>: Relay access denied"));
+            Err(RouteError::RelayDenied) => {
+                self.error(conn, &format!("554 5.7.1 <{shown}>: Relay access denied"))
+            }
+            Err(RouteError::Lookup(e)) => {
+                tracing::warn!(error = %e, "looking a recipient up failed");
+                conn.reply("451 4.3.0 Error: temporary lookup failure");
+            }
         }
     }
 
@@ -760,58 +754,26 @@ impl Session {
                 None => groups.push((head, vec![target])),
             }
         }
-        if let Some(account) = &self.account {
-            // The sender's own copy, already read, as every webmail and client keeps one.
-            let sent = LocalTarget {
-                account: account.clone(),
-                folder: FolderRef::Special(SpecialUse::Sent),
-                flags: Flags::SEEN,
-            };
-            match groups.first_mut() {
-                Some((_, targets)) => targets.push(sent),
-                None => groups.push((String::new(), vec![sent])),
-            }
-        }
-        if groups.is_empty() {
-            // Only remote recipients: the queue entry still needs a delivery to ride in.
-            groups.push((String::new(), Vec::new()));
-        }
-        let mut outbound = (!tx.remote.is_empty()).then(|| Outbound {
-            sender: tx.sender.clone(),
-            account: self.account.clone(),
-            recipients: tx.remote.clone(),
-        });
         let size = raw.len();
-        let has_outbound = outbound.is_some();
-        // One delivery per group, in order; with one group (the usual case) this is one transaction. A
-        // failure after an earlier group was stored is answered as a failure, so a retrying sender can
-        // only repeat a copy, never lose one.
-        let mut result = Ok(());
-        for (head, targets) in groups {
-            let mut bytes = Vec::with_capacity(head.len() + raw.len());
-            bytes.extend_from_slice(trace);
-            bytes.extend_from_slice(head.as_bytes());
-            bytes.extend_from_slice(message);
-            let delivery = Delivery {
-                raw: bytes,
-                summary: summary.clone(),
-                internal_date: now,
-                targets,
-                outbound: outbound.take(),
-            };
-            if let Err(e) = self.ctx.deliverer.deliver(delivery).await {
-                result = Err(e);
-                break;
-            }
-        }
+        let result = submit::store_message(
+            &self.ctx,
+            submit::Message {
+                trace,
+                message,
+                summary,
+                now,
+                groups,
+                account: self.account.as_deref(),
+                sender: &tx.sender,
+                remote: &tx.remote,
+            },
+        )
+        .await;
         let recipients = tx.recipients();
         let account = self.account.as_deref();
         match result {
             Ok(_) => {
                 self.accepted += 1;
-                if has_outbound {
-                    self.ctx.outbound_kick.notify_one();
-                }
                 tracing::info!(id, account, sender = %tx.sender, recipients, size, junked, result = "stored", "smtp delivery");
                 conn.reply(&format!("250 2.0.0 Ok: queued as {id}"));
             }
@@ -832,12 +794,9 @@ impl Session {
         Flow::Continue
     }
 
-    /// `Return-Path` and `Received` (RFC 5321 §4.4) in front of the client's message.
-    ///
-    /// `Return-Path` belongs to final delivery: a message that also goes to other hosts is stored without
-    /// it (its local copies share the bytes that are relayed, and the next hop adds its own).
+    /// `Return-Path` and `Received` (RFC 5321 §4.4) in front of the client's message ([`submit::trace_headers`]).
     fn trace_headers(&self, tx: &Transaction, id: &str, now: i64, body: Vec<u8>) -> Vec<u8> {
-        let helo = printable(self.helo.as_deref().unwrap_or("unknown"));
+        let helo = self.helo.as_deref().unwrap_or("unknown");
         let protocol = match (self.esmtp, self.tls, self.account.is_some()) {
             (false, _, _) => "SMTP",
             (true, false, false) => "ESMTP",
@@ -845,33 +804,15 @@ impl Session {
             (true, false, true) => "ESMTPA",
             (true, true, true) => "ESMTPSA",
         };
-        let mut head = String::with_capacity(256);
-        if tx.remote.is_empty() {
-            head.push_str(&format!("Return-Path: <{}>\r\n", printable(&tx.sender)));
-        }
-        // Without reverse DNS (msgr does no lookups on the receiving path) the `from` clause is the name
-        // the client gave and its address literal, as RFC 5321 §4.4 allows.
-        head.push_str(&format!(
-            "Received: from {helo} ([{}])\r\n\tby {} with {protocol} id {id};\r\n\t{}\r\n",
-            self.peer.ip(),
-            self.ctx.hostname,
-            crate::date::rfc5322(now)
-        ));
-        if self.mode.is_submission() {
-            // RFC 6409 §8.2–8.3: a submission server may complete what a minimal client left out, and
-            // mail without `Date` or `Message-ID` is what other hosts' spam filters reject first.
-            let header = header_section(&body);
-            if !has_field(header, b"date") {
-                head.push_str(&format!("Date: {}\r\n", crate::date::rfc5322(now)));
-            }
-            if !has_field(header, b"message-id") {
-                head.push_str(&format!("Message-ID: <{id}@{}>\r\n", self.ctx.hostname));
-            }
-        }
-        let mut raw = Vec::with_capacity(head.len() + body.len());
-        raw.extend_from_slice(head.as_bytes());
-        raw.extend_from_slice(&body);
-        raw
+        let from = format!("{helo} ([{}])", self.peer.ip());
+        let trace = submit::Trace {
+            from: &from,
+            protocol,
+            id,
+            now,
+            complete: self.mode.is_submission(),
+        };
+        submit::trace_headers(&self.ctx, &tx.sender, !tx.remote.is_empty(), &trace, body)
     }
 
     async fn auth<S>(&mut self, conn: &mut Conn<S>, mechanism: u64, initial: String) -> Flow
@@ -1019,30 +960,6 @@ async fn judge(
     }
 }
 
-/// The header section of a message: up to the first empty line (all of it if there is none).
-fn header_section(message: &[u8]) -> &[u8] {
-    if message.starts_with(b"\r\n") || message.starts_with(b"\n") {
-        return &[];
-    }
-    let end = message
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .into_iter()
-        .chain(message.windows(4).position(|w| w == b"\r\n\r\n"))
-        .min()
-        .unwrap_or(message.len());
-    &message[..end]
-}
-
-/// Whether the header section has a field called `name` (lower case), at the start of a line.
-fn has_field(header: &[u8], name: &[u8]) -> bool {
-    header.split(|&b| b == b'\n').any(|line| {
-        line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name)
-            && line[name.len()..].trim_ascii_start().first() == Some(&b':')
-    })
-}
-
 fn decode64(data: &[u8]) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(data.trim_ascii())
@@ -1064,13 +981,6 @@ fn plain_credentials(response: &[u8]) -> Option<(String, String)> {
         String::from_utf8(user.to_vec()).ok()?,
         String::from_utf8(password.to_vec()).ok()?,
     ))
-}
-
-/// `s` with control characters replaced, for replies and headers built from client input.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 #[cfg(test)]
@@ -1231,6 +1141,7 @@ mod tests {
 
     #[test]
     fn header_fields() {
+        use crate::submit::{has_field, header_section};
         let msg = b"Subject: x\r\nDATE : today\r\n\r\nMessage-ID: <not a header>\r\n";
         let head = header_section(msg);
         assert!(has_field(head, b"date"));
