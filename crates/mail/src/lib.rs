@@ -21,6 +21,9 @@ pub mod spam;
 pub mod submit;
 
 pub use config::MailConfig;
+/// The connection caps (in all and per client IP, a drop-guard slot each) of the mail listeners, also
+/// used by the server for its HTTP listeners and for gateway sessions that have not signed in.
+pub use listen::{AcceptBackoff, Limiter as ConnLimiter, Slot as ConnSlot};
 pub use deliver::{DeliverError, Deliverer};
 pub use server::{MailAddrs, MailError, MailServer};
 
@@ -41,6 +44,19 @@ pub trait Authenticator: Send + Sync + 'static {
         user: &'a str,
         password: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<Option<String>, AuthUnavailable>> + Send + 'a>>;
+
+    /// [`Authenticator::check`] for a client at `peer`, so that the server can throttle password
+    /// guessing per client address (`msgr_core::throttle`) and keep each address's share of the
+    /// hashing queue. Without an address the check is [`Authenticator::check`]'s.
+    fn check_from<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+        peer: std::net::IpAddr,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<String>, AuthUnavailable>> + Send + 'a>> {
+        let _ = peer;
+        self.check(user, password)
+    }
 }
 
 /// The credential check could not run (the server is shutting down or the store failed).

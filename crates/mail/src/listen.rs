@@ -1,4 +1,5 @@
-//! The accept loop shared by the SMTP and POP3 listeners, and the connection limits they share: a cap on
+//! The accept loop shared by the SMTP and POP3 listeners, its back-off on failed accepts, and the
+//! connection limits they share: a cap on
 //! mail connections in all and one per client IP, each connection holding a [`Slot`] that gives its place
 //! back when dropped, whatever way the connection ends.
 
@@ -11,12 +12,53 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long the loop pauses after a failed `accept` (out of file descriptors, typically) so it does not
-/// spin on an error that only closing connections can clear.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The first pause after a failed `accept` (out of file descriptors, typically) so a loop does not spin
+/// on an error that only closing connections can clear; it doubles with each failure in a row.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between two attempts to accept.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The pauses of an accept loop whose `accept` fails (`EMFILE`, `ENFILE`, `ENOBUFS`): 10 ms doubling up to
+/// 1 s while the failures go on, one log line when a run of failures starts (and every hundredth after
+/// it), and one when accepting works again. Every accept loop of the service uses it: the mail listeners,
+/// and the server's MSNP and HTTP listeners.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    pub fn new() -> AcceptBackoff {
+        AcceptBackoff::default()
+    }
+
+    /// An `accept` failed: how long to pause before the next.
+    pub fn failed(&mut self, listener: &str, error: &std::io::Error) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let pause = ACCEPT_BACKOFF_MIN
+            .saturating_mul(1u32 << (self.failures - 1).min(7))
+            .min(ACCEPT_BACKOFF_MAX);
+        if self.failures == 1 || self.failures % 100 == 0 {
+            tracing::warn!(listener, error = %error, failures = self.failures, pause_ms = pause.as_millis() as u64, "accept failed: backing off");
+        }
+        pause
+    }
+
+    /// An `accept` succeeded: ends a run of failures, if there was one.
+    pub fn succeeded(&mut self, listener: &str) {
+        if self.failures > 0 {
+            tracing::warn!(
+                listener,
+                failures = self.failures,
+                "accepting again after failures"
+            );
+            self.failures = 0;
+        }
+    }
+}
 
 /// Counts of open mail connections, in all and per client IP.
-pub(crate) struct Limiter {
+pub struct Limiter {
     max_total: usize,
     max_per_ip: usize,
     state: Mutex<Counts>,
@@ -29,7 +71,7 @@ struct Counts {
 }
 
 impl Limiter {
-    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Arc<Limiter> {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Limiter> {
         Arc::new(Limiter {
             max_total,
             max_per_ip,
@@ -38,7 +80,7 @@ impl Limiter {
     }
 
     /// A place for a connection from `ip`, or `None` if either cap is reached.
-    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         // A poisoned lock only means another thread panicked between two integer updates; the counts are
         // still the best information there is.
         let mut counts = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -55,13 +97,13 @@ impl Limiter {
     }
 
     /// Open connections in all (for logs and tests).
-    pub(crate) fn open(&self) -> usize {
+    pub fn open(&self) -> usize {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 }
 
 /// One connection's place under the limits; dropping it frees the place.
-pub(crate) struct Slot {
+pub struct Slot {
     limiter: Arc<Limiter>,
     ip: IpAddr,
 }
@@ -102,17 +144,21 @@ pub(crate) async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let mut backoff = AcceptBackoff::new();
     loop {
         let accepted = tokio::select! {
             a = l.listener.accept() => a,
             () = shutdown.cancelled() => return,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff.succeeded(l.name);
+                a
+            }
             Err(e) => {
-                tracing::warn!(listener = l.name, error = %e, "accept failed");
+                let pause = backoff.failed(l.name, &e);
                 tokio::select! {
-                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    () = tokio::time::sleep(pause) => continue,
                     () = shutdown.cancelled() => return,
                 }
             }

@@ -85,6 +85,43 @@ pub struct LimitsConfig {
     pub gateway_idle_secs: u64,
     /// Largest request body the HTTP gateway accepts (bytes); a larger one is answered 413.
     pub gateway_max_body: usize,
+    /// Gateway sessions that have not signed in yet, in all and per client IP: an `Action=open`
+    /// beyond either is answered 503. Their slot is freed at sign-in or when the login times out,
+    /// so sessions that have not signed in never hold more than this of `max_connections`.
+    pub gateway_max_pending: usize,
+    pub gateway_max_pending_per_ip: usize,
+    /// Unused `XFR SB` cookies one user may hold; one more `XFR SB` is answered 714 ("too many
+    /// sessions") and logged.
+    pub sb_cookies_per_user: usize,
+    /// Switchboard sessions one user may have opened with `XFR SB` and still open; 714 beyond.
+    pub sb_rooms_per_user: usize,
+    /// `XFR SB` and `CAL` one user may send in a burst before it is answered 713 ("calling too
+    /// rapidly"), and the seconds for one more to be allowed after that.
+    pub sb_call_burst: u32,
+    pub sb_call_refill_secs: u64,
+    /// Simultaneous connections to the HTTP and HTTPS listeners, in all and per client IP;
+    /// further ones are closed at accept and logged. The total is lowered further, at start, to
+    /// leave `msnp_fd_reserve` descriptors to MSNP (see `fd_budget`).
+    pub http_max_connections: usize,
+    pub http_max_connections_per_ip: usize,
+    /// File descriptors kept for MSNP connections: HTTP and HTTPS connections never take them.
+    /// 0 = half of the process's RLIMIT_NOFILE.
+    pub msnp_fd_reserve: usize,
+    /// Password-guess throttling (`msgr_core::throttle`): attempts per (account, client IP), per
+    /// client IP and per account (not counting addresses the account signed in from) before a
+    /// wait, the first wait in milliseconds (doubling with each attempt let through), the
+    /// longest wait, and the seconds after which a quiet counter is forgotten. For Passport
+    /// (`login2.srf`), `USR MD5`, SMTP `AUTH`, POP3 and IMAP alike.
+    pub login_free_per_pair: u32,
+    pub login_free_per_ip: u32,
+    pub login_free_per_account: u32,
+    pub login_delay_ms: u64,
+    pub login_max_delay_secs: u64,
+    pub login_forget_secs: u64,
+    /// Password checks waiting for the hashing threads per client IP (IPv6 by /64) and in all;
+    /// the threads take the client addresses in turn. A check beyond either is refused at once.
+    pub hash_queue_per_ip: usize,
+    pub hash_queue: usize,
 }
 
 impl Default for Config {
@@ -139,6 +176,26 @@ impl Default for LimitsConfig {
             // One command line and one full payload, twice over: a client sends what it has
             // queued since its last request, and that is rarely more than one message.
             gateway_max_body: 2 * (proto.max_line + proto.max_payload),
+            // A login takes a few round trips; a thousand at once is a busy minute's worth, and
+            // leaves 18,000 of `max_connections` to whoever has signed in.
+            gateway_max_pending: 1000,
+            gateway_max_pending_per_ip: 16,
+            // The official client opens one switchboard per conversation window.
+            sb_cookies_per_user: 20,
+            sb_rooms_per_user: 50,
+            sb_call_burst: 20,
+            sb_call_refill_secs: 1,
+            http_max_connections: 4096,
+            http_max_connections_per_ip: 64,
+            msnp_fd_reserve: 0,
+            login_free_per_pair: 5,
+            login_free_per_ip: 30,
+            login_free_per_account: 100,
+            login_delay_ms: 1000,
+            login_max_delay_secs: 300,
+            login_forget_secs: 900,
+            hash_queue_per_ip: 16,
+            hash_queue: 4096,
         }
     }
 }
@@ -161,6 +218,18 @@ impl LimitsConfig {
     }
     pub fn gateway_idle(&self) -> Duration {
         Duration::from_secs(self.gateway_idle_secs)
+    }
+    /// The password-guess throttle's schedule.
+    pub fn throttle(&self) -> msgr_core::throttle::ThrottleConfig {
+        msgr_core::throttle::ThrottleConfig {
+            free_per_pair: self.login_free_per_pair,
+            free_per_ip: self.login_free_per_ip,
+            free_per_account: self.login_free_per_account,
+            base_delay: Duration::from_millis(self.login_delay_ms),
+            max_delay: Duration::from_secs(self.login_max_delay_secs),
+            forget_after: Duration::from_secs(self.login_forget_secs),
+            ..msgr_core::throttle::ThrottleConfig::default()
+        }
     }
     /// The contact-list limits, the configured counts over the core's defaults.
     pub fn lists(&self) -> msgr_core::lists::Limits {

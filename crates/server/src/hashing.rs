@@ -9,9 +9,12 @@
 //! The threads also run at a lower OS priority than the async workers.
 
 use msgr_core::password::{hash_password, Verifier};
-use std::sync::{Arc, Mutex, OnceLock};
+use msgr_core::throttle::AddrKey;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Condvar, Mutex, OnceLock};
 use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// One sign-in to check: the password, the account's PHC string (`None` for an unknown
 /// account, checked against a dummy hash so both cost the same), and where to answer.
@@ -21,42 +24,133 @@ struct Job {
     reply: oneshot::Sender<bool>,
 }
 
-/// The pool closed before answering (the server is shutting down).
+/// Why a check was not done.
 #[derive(Debug, thiserror::Error)]
-#[error("the password-hashing pool has stopped")]
-pub(crate) struct PoolClosed;
+pub(crate) enum HashError {
+    /// The pool closed before answering (the server is shutting down).
+    #[error("the password-hashing pool has stopped")]
+    Closed,
+    /// This client address already has its share of the queue waiting, or the queue is full.
+    #[error("the password-hashing queue is full for this address")]
+    Busy,
+}
 
-/// Handle to the hashing threads. They exit when the last handle is dropped.
+/// The waiting checks, one queue per client address (IPv6 by /64), served in turn: a thread
+/// takes the oldest job of the next address in the ring. An address with 400 guesses waiting
+/// delays another address's login by at most one hash per thread, not by 400.
+#[derive(Default)]
+struct FairQueue {
+    queues: HashMap<AddrKey, VecDeque<Job>>,
+    /// Addresses with jobs waiting, in serving order; each appears once.
+    ring: VecDeque<AddrKey>,
+    len: usize,
+    closed: bool,
+}
+
+impl FairQueue {
+    fn pop(&mut self) -> Option<Job> {
+        while let Some(key) = self.ring.pop_front() {
+            let Some(q) = self.queues.get_mut(&key) else {
+                continue;
+            };
+            let job = q.pop_front();
+            if q.is_empty() {
+                self.queues.remove(&key);
+            } else {
+                self.ring.push_back(key);
+            }
+            if let Some(job) = job {
+                self.len -= 1;
+                return Some(job);
+            }
+        }
+        None
+    }
+}
+
+struct Queue {
+    state: Mutex<FairQueue>,
+    ready: Condvar,
+    /// Jobs waiting for one address at most.
+    per_addr: usize,
+    /// Jobs waiting in all at most.
+    total: usize,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FairQueue> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `job` in `key`'s share, unless that share or the whole queue is full.
+    fn push(&self, key: AddrKey, job: Job) -> Result<(), HashError> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(HashError::Closed);
+        }
+        let mine = q.queues.get(&key).map_or(0, VecDeque::len);
+        if mine >= self.per_addr || q.len >= self.total {
+            return Err(HashError::Busy);
+        }
+        if mine == 0 {
+            q.ring.push_back(key);
+        }
+        q.queues.entry(key).or_default().push_back(job);
+        q.len += 1;
+        Ok(())
+    }
+}
+
+/// Handle to the hashing threads. They exit when it is dropped.
 pub(crate) struct HashPool {
-    jobs: mpsc::Sender<Job>,
+    queue: std::sync::Arc<Queue>,
 }
 
 impl HashPool {
-    /// Starts `threads` hashing threads (at least one). Sign-ins beyond `threads` wait in a
-    /// queue of `4 × threads`, then in their own tasks: the queue never grows past that.
-    pub fn start(threads: usize) -> std::io::Result<HashPool> {
+    /// Starts `threads` hashing threads (at least one). Checks waiting beyond them queue per
+    /// client address: at most `per_addr` for one address and `total` in all; past either, a
+    /// check is refused at once ([`HashError::Busy`]) rather than queued.
+    pub fn start(threads: usize, per_addr: usize, total: usize) -> std::io::Result<HashPool> {
         let threads = threads.max(1);
-        let (jobs, rx) = mpsc::channel::<Job>(threads * 4);
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = std::sync::Arc::new(Queue {
+            state: Mutex::new(FairQueue::default()),
+            ready: Condvar::new(),
+            per_addr: per_addr.max(1),
+            total: total.max(1),
+        });
         for i in 0..threads {
-            let rx = rx.clone();
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("msgr-hash-{i}"))
-                .spawn(move || work(&rx))?;
+                .spawn(move || work(&queue))?;
         }
-        Ok(HashPool { jobs })
+        Ok(HashPool { queue })
     }
 
-    /// Whether `password` matches `phc` (always `false` for `None`, after the same work).
-    pub async fn verify(&self, password: &str, phc: Option<String>) -> Result<bool, PoolClosed> {
+    /// Whether `password` matches `phc` (always `false` for `None`, after the same work),
+    /// queued in `from`'s share.
+    pub async fn verify(
+        &self,
+        password: &str,
+        phc: Option<String>,
+        from: IpAddr,
+    ) -> Result<bool, HashError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             password: password.to_owned(),
             phc,
             reply,
         };
-        self.jobs.send(job).await.map_err(|_| PoolClosed)?;
-        answer.await.map_err(|_| PoolClosed)
+        self.queue.push(AddrKey::of(from), job)?;
+        self.queue.ready.notify_one();
+        answer.await.map_err(|_| HashError::Closed)
+    }
+}
+
+impl Drop for HashPool {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
     }
 }
 
@@ -65,8 +159,8 @@ impl HashPool {
 /// already online, without starving the logins themselves (niceness 19 would).
 const HASH_PRIORITY: u8 = 23;
 
-/// One hashing thread: takes jobs until every [`HashPool`] handle is gone.
-fn work(rx: &Mutex<mpsc::Receiver<Job>>) {
+/// One hashing thread: takes jobs until the [`HashPool`] is dropped.
+fn work(queue: &Queue) {
     let lowered = ThreadPriorityValue::try_from(HASH_PRIORITY)
         .map_err(|e| e.to_string())
         .and_then(|p| {
@@ -77,12 +171,23 @@ fn work(rx: &Mutex<mpsc::Receiver<Job>>) {
     }
     let mut verifier = Verifier::new();
     loop {
-        // Only the wait for a job holds the lock; hashing runs in parallel.
+        // Only taking a job holds the lock; hashing runs in parallel.
         let job = {
-            let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.blocking_recv()
+            let mut q = queue.lock();
+            loop {
+                if q.closed {
+                    return;
+                }
+                if let Some(job) = q.pop() {
+                    break job;
+                }
+                q = queue.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
         };
-        let Some(job) = job else { return };
+        // The requester went away (client disconnected): no need to hash for nobody.
+        if job.reply.is_closed() {
+            continue;
+        }
         let ok = match &job.phc {
             Some(phc) => verifier.verify(&job.password, phc),
             None => {
@@ -90,7 +195,6 @@ fn work(rx: &Mutex<mpsc::Receiver<Job>>) {
                 false
             }
         };
-        // The requester may have gone (client disconnected); nothing to do then.
         let _ = job.reply.send(ok);
     }
 }
@@ -113,24 +217,71 @@ mod tests {
         iterations: 1,
         parallelism: 1,
     };
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    #[tokio::test]
-    async fn verifies_and_refuses() {
-        let pool = HashPool::start(2).unwrap();
-        let phc = hash_password_with("right", CHEAP).unwrap();
-        assert!(pool.verify("right", Some(phc.clone())).await.unwrap());
-        assert!(!pool.verify("wrong", Some(phc)).await.unwrap());
-        assert!(!pool.verify("right", None).await.unwrap());
+    fn job(tag: &str) -> (Job, oneshot::Receiver<bool>) {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            password: tag.to_owned(),
+            phc: None,
+            reply,
+        };
+        (job, rx)
+    }
+
+    /// Addresses take turns: the second address's one job comes out second, not after the
+    /// first address's whole backlog.
+    #[test]
+    fn the_queue_serves_addresses_in_turn() {
+        let mut q = FairQueue::default();
+        let a = AddrKey::of("192.0.2.1".parse().unwrap());
+        let b = AddrKey::of("198.51.100.1".parse().unwrap());
+        let mut keep = Vec::new();
+        for (key, tag) in [(a, "a1"), (a, "a2"), (a, "a3"), (b, "b1"), (a, "a4")] {
+            let (j, rx) = job(tag);
+            keep.push(rx);
+            if !q.queues.contains_key(&key) {
+                q.ring.push_back(key);
+            }
+            q.queues.entry(key).or_default().push_back(j);
+            q.len += 1;
+        }
+        let order: Vec<String> = std::iter::from_fn(|| q.pop().map(|j| j.password)).collect();
+        assert_eq!(order, ["a1", "b1", "a2", "a3", "a4"]);
+        assert_eq!(q.len, 0);
+        assert!(q.queues.is_empty() && q.ring.is_empty());
+    }
+
+    /// One address's share is bounded: past it, checks are refused at once while another
+    /// address still gets in, up to the total.
+    #[test]
+    fn shares_and_the_total_are_bounded() {
+        // A queue without threads, so nothing is taken while it fills.
+        let q = Queue {
+            state: Mutex::new(FairQueue::default()),
+            ready: Condvar::new(),
+            per_addr: 2,
+            total: 3,
+        };
+        let a = AddrKey::of("192.0.2.1".parse().unwrap());
+        let b = AddrKey::of("198.51.100.1".parse().unwrap());
+        let c = AddrKey::of("203.0.113.1".parse().unwrap());
+        let push = |key| q.push(key, job("x").0);
+        assert!(push(a).is_ok());
+        assert!(push(a).is_ok());
+        assert!(matches!(push(a), Err(HashError::Busy)));
+        assert!(push(b).is_ok());
+        assert!(matches!(push(c), Err(HashError::Busy)), "total reached");
     }
 
     /// The hashing threads run below the async workers' priority (niceness 0).
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_threads_are_niced() {
-        let pool = HashPool::start(1).unwrap();
+        let pool = HashPool::start(1, 4, 16).unwrap();
         let phc = hash_password_with("pw", CHEAP).unwrap();
         // One job done: the thread has started and set its priority.
-        assert!(pool.verify("pw", Some(phc)).await.unwrap());
+        assert!(pool.verify("pw", Some(phc), IP).await.unwrap());
         let mut nices = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap() {
             let dir = task.unwrap().path();

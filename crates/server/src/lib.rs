@@ -4,6 +4,7 @@
 //! `msgr-core` decides, this crate only carries: it owns sockets, timers and tasks, and asks
 //! the store and the core for everything else.
 
+mod admission;
 pub mod config;
 mod hashing;
 mod hotmail;
@@ -83,6 +84,13 @@ pub(crate) struct Shared {
     pub connection_slots: Arc<tokio::sync::Semaphore>,
     /// The HTTP gateway's sessions.
     pub gateway: http::Gateway,
+    /// Gateway sessions that have not signed in yet (`gateway_max_pending`, per IP too).
+    pub gateway_pending: Arc<msgr_mail::ConnLimiter>,
+    /// Connections to the HTTP and HTTPS listeners (`http_max_connections`, per IP too, within
+    /// the descriptors left after `msnp_fd_reserve`).
+    pub http_connections: Arc<msgr_mail::ConnLimiter>,
+    /// The password-guess throttle of every login path.
+    pub logins: admission::Logins,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +100,18 @@ pub(crate) enum LookupError {
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
-    Closed(#[from] hashing::PoolClosed),
+    Hashing(#[from] hashing::HashError),
+}
+
+/// The outcome of a password check.
+pub(crate) enum PasswordCheck {
+    Accepted(Account),
+    /// Wrong password or unknown account (the same time either way).
+    Refused,
+    /// Not checked: too many attempts for this account or from this address lately.
+    Throttled(msgr_core::throttle::Throttled),
+    /// Not checked: this address already has its share of the hashing queue waiting.
+    Busy,
 }
 
 impl Shared {
@@ -165,17 +184,37 @@ impl Shared {
         Ok(tokio::task::spawn_blocking(move || store.set_display_name(&email, &name)).await??)
     }
 
-    /// Checks a Passport sign-in. `Ok(None)` for an unknown account or a wrong password,
-    /// which take the same time so the answer does not reveal which accounts exist.
+    /// Checks a sign-in from `from` (`what` names the login path for the logs). An unknown
+    /// account and a wrong password are both `Refused` and take the same time, so the answer
+    /// does not reveal which accounts exist. The throttle decides first whether the password is
+    /// checked at all; the check waits in `from`'s share of the hashing queue.
     pub async fn check_password(
         &self,
         email: &str,
         password: &str,
-    ) -> Result<Option<Account>, LookupError> {
+        from: std::net::IpAddr,
+        what: &'static str,
+    ) -> Result<PasswordCheck, LookupError> {
+        if let Err(t) = self.logins.attempt(email, from, what) {
+            return Ok(PasswordCheck::Throttled(t));
+        }
         let account = self.account(email).await?;
         let phc = account.as_ref().map(|a| a.password_hash.clone());
-        let ok = self.hashing.verify(password, phc).await?;
-        Ok(account.filter(|_| ok))
+        let ok = match self.hashing.verify(password, phc, from).await {
+            Ok(ok) => ok,
+            Err(hashing::HashError::Busy) => {
+                tracing::info!(login = what, ip = %from, "password check refused: hashing queue full for this address");
+                return Ok(PasswordCheck::Busy);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match account.filter(|_| ok) {
+            Some(a) => {
+                self.logins.succeeded(email, from);
+                Ok(PasswordCheck::Accepted(a))
+            }
+            None => Ok(PasswordCheck::Refused),
+        }
     }
 }
 
@@ -207,9 +246,35 @@ impl msgr_mail::Authenticator for MailAuth {
                 + 'a,
         >,
     > {
+        // A caller that knows no client address is throttled as one address of its own.
+        self.check_from(user, password, std::net::IpAddr::from([0, 0, 0, 0]))
+    }
+
+    fn check_from<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+        peer: std::net::IpAddr,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Option<String>, msgr_mail::AuthUnavailable>>
+                + Send
+                + 'a,
+        >,
+    > {
         Box::pin(async move {
-            match self.0.check_password(user, password).await {
-                Ok(account) => Ok(account.map(|a| a.email)),
+            // Throttled and busy are temporary failures to the mail protocols (SMTP 454, IMAP
+            // `NO [UNAVAILABLE]`, POP3 `-ERR [SYS/TEMP]`): the password was not checked.
+            match self.0.check_password(user, password, peer, "mail").await {
+                Ok(PasswordCheck::Accepted(a)) => Ok(Some(a.email)),
+                Ok(PasswordCheck::Refused) => Ok(None),
+                Ok(PasswordCheck::Throttled(t)) => Err(msgr_mail::AuthUnavailable(format!(
+                    "too many failed logins, retry in {} s",
+                    t.retry_after.as_secs().max(1)
+                ))),
+                Ok(PasswordCheck::Busy) => Err(msgr_mail::AuthUnavailable(
+                    "too many logins waiting from this address".to_owned(),
+                )),
                 Err(e) => Err(msgr_mail::AuthUnavailable(e.to_string())),
             }
         })
@@ -320,6 +385,17 @@ impl Server {
         let dalogin_http = addrs
             .http
             .map(|a| format!("http://{host}:{}/login2.srf", a.port()));
+        let nofile = admission::nofile_limit();
+        let http_cap = admission::http_connection_cap(
+            config.limits.http_max_connections,
+            config.limits.msnp_fd_reserve,
+            nofile,
+        );
+        tracing::info!(
+            nofile = nofile.unwrap_or(0),
+            http_connections = http_cap,
+            "descriptor budget: HTTP and HTTPS connections capped, the rest kept for MSNP"
+        );
         let hash_threads = match config.limits.hash_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             n => n,
@@ -330,7 +406,21 @@ impl Server {
             dalogin,
             dalogin_http,
             tickets: passport::TicketBook::new(config.limits.ticket_ttl()),
-            hashing: hashing::HashPool::start(hash_threads).map_err(ServerError::HashThreads)?,
+            hashing: hashing::HashPool::start(
+                hash_threads,
+                config.limits.hash_queue_per_ip,
+                config.limits.hash_queue,
+            )
+            .map_err(ServerError::HashThreads)?,
+            gateway_pending: msgr_mail::ConnLimiter::new(
+                config.limits.gateway_max_pending,
+                config.limits.gateway_max_pending_per_ip,
+            ),
+            http_connections: msgr_mail::ConnLimiter::new(
+                http_cap,
+                config.limits.http_max_connections_per_ip,
+            ),
+            logins: admission::Logins::new(config.limits.throttle()),
             hub: hub::Hub::new(),
             switchboards: sb::Switchboards::new(&config.limits),
             store,

@@ -21,7 +21,6 @@ use bytes::BytesMut;
 use msgr_proto::frame::{payload_command, FrameDecoder, Peer};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -117,18 +116,29 @@ pub(crate) async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let slots = shared.connection_slots.clone();
+    let name = match role {
+        ListenerRole::Serve => "msnp",
+        ListenerRole::Dispatch => "dispatch",
+    };
+    let mut backoff = msgr_mail::AcceptBackoff::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => r,
         };
         let (stream, peer) = match accepted {
-            Ok(x) => x,
+            Ok(x) => {
+                backoff.succeeded(name);
+                x
+            }
             Err(e) => {
-                // Usually EMFILE: back off instead of spinning on a full fd table.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                // Usually EMFILE: back off (growing pauses) instead of spinning on a full fd
+                // table; the connection waits in the listen backlog until descriptors free up.
+                let pause = backoff.failed(name, &e);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -140,7 +150,7 @@ pub(crate) async fn accept_loop(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            serve_connection(stream, peer, role, Transport::Tcp, shared, shutdown).await;
+            serve_connection(stream, peer, role, Transport::Tcp, shared, shutdown, None).await;
             drop(permit);
         });
     }
@@ -150,7 +160,9 @@ pub(crate) async fn accept_loop(
 const OUT_KEEP_BYTES: usize = 2048;
 
 /// Runs one MSNP connection to its end. Generic over the stream so tests and other
-/// transports can drive it.
+/// transports can drive it. `pending` is a slot among connections that have not signed in
+/// (the HTTP gateway's `gateway_max_pending`): it is given back at sign-in, or when the
+/// connection ends, whichever comes first.
 pub(crate) async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
@@ -158,6 +170,7 @@ pub(crate) async fn serve_connection<S>(
     transport: Transport,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    mut pending: Option<msgr_mail::ConnSlot>,
 ) -> Ended
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -254,6 +267,9 @@ where
                     break;
                 }
             }
+        }
+        if pending.is_some() && session.account().is_some() {
+            pending = None;
         }
         if flow != Flow::Continue {
             if flow == Flow::Refuse {

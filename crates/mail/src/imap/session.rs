@@ -63,7 +63,7 @@ pub async fn serve_tcp(
 ) {
     let span = tracing::info_span!("imap", %peer, account = tracing::field::Empty);
     async move {
-        let mut session = Session::new(ctx, implicit_tls, !implicit_tls);
+        let mut session = Session::new(ctx, peer.ip(), implicit_tls, !implicit_tls);
         let end = if implicit_tls {
             Box::pin(session.serve_tls(stream, &shutdown)).await
         } else {
@@ -95,7 +95,7 @@ pub async fn serve<S>(
 {
     let span = tracing::info_span!("imap", %peer, account = tracing::field::Empty);
     async move {
-        let mut session = Session::new(ctx, tls_active, false);
+        let mut session = Session::new(ctx, peer.ip(), tls_active, false);
         let end = session.run(&mut stream, &shutdown).await;
         close(&mut stream).await;
         session.log_end(end);
@@ -186,6 +186,8 @@ impl Selected {
 
 pub(super) struct Session {
     pub ctx: Arc<Context>,
+    /// The client's address, for the password-guess throttle.
+    pub(super) peer: std::net::IpAddr,
     /// The stream is private.
     pub(super) tls: bool,
     /// `STARTTLS` can be offered (a plain TCP stream the caller can upgrade).
@@ -209,13 +211,19 @@ pub(super) struct Session {
 }
 
 impl Session {
-    fn new(ctx: Arc<Context>, tls: bool, starttls_available: bool) -> Session {
+    fn new(
+        ctx: Arc<Context>,
+        peer: std::net::IpAddr,
+        tls: bool,
+        starttls_available: bool,
+    ) -> Session {
         let max_line = ctx.config.max_line.max(MIN_LINE);
         let max_command = usize::try_from(ctx.config.max_message_bytes)
             .unwrap_or(usize::MAX)
             .saturating_add(64 * 1024);
         Session {
             ctx,
+            peer,
             tls,
             starttls_available,
             state: State::NotAuthenticated,
@@ -602,7 +610,7 @@ impl Session {
             self.tagged(tag, "NO [PRIVACYREQUIRED] use STARTTLS first");
             return self.count_error();
         }
-        match self.ctx.auth.check(user, pass).await {
+        match self.ctx.auth.check_from(user, pass, self.peer).await {
             Ok(Some(account)) => {
                 self.logged_in(&account);
                 let caps = self.capabilities();

@@ -113,7 +113,7 @@ pub async fn serve_tcp(
 ) {
     let span = tracing::info_span!("pop3", %peer, account = tracing::field::Empty);
     async move {
-        let mut session = Session::new(ctx, implicit_tls, !implicit_tls);
+        let mut session = Session::new(ctx, peer.ip(), implicit_tls, !implicit_tls);
         // The TLS half is boxed: an idle plaintext session should not carry the size of a TLS stream
         // and its futures in its own (about 4 KiB).
         let end = if implicit_tls {
@@ -148,7 +148,7 @@ pub async fn serve<S>(
 {
     let span = tracing::info_span!("pop3", %peer, account = tracing::field::Empty);
     async move {
-        let mut session = Session::new(ctx, tls_active, false);
+        let mut session = Session::new(ctx, peer.ip(), tls_active, false);
         let end = session.run_and_close(&mut stream, &shutdown).await;
         session.log_end(end);
     }
@@ -271,6 +271,8 @@ impl Maildrop {
 
 struct Session {
     ctx: Arc<Context>,
+    /// The client's address, for the password-guess throttle.
+    peer: std::net::IpAddr,
     /// The stream is private (implicit TLS, after `STLS`, or a caller's TLS stream).
     tls: bool,
     /// `STLS` can be offered: the caller can upgrade the stream.
@@ -294,9 +296,10 @@ struct Session {
 }
 
 impl Session {
-    fn new(ctx: Arc<Context>, tls: bool, stls_available: bool) -> Session {
+    fn new(ctx: Arc<Context>, peer: std::net::IpAddr, tls: bool, stls_available: bool) -> Session {
         Session {
             ctx,
+            peer,
             tls,
             stls_available,
             state: State::Authorization {
@@ -677,7 +680,7 @@ impl Session {
     /// Checks credentials, locks the maildrop and takes the snapshot; on success the session enters
     /// the transaction state.
     async fn login(&mut self, user: &str, password: &str) -> Flow {
-        let account = match self.ctx.auth.check(user, password).await {
+        let account = match self.ctx.auth.check_from(user, password, self.peer).await {
             Ok(Some(account)) => account,
             Ok(None) => {
                 self.failed_logins += 1;

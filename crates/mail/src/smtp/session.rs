@@ -888,7 +888,8 @@ impl Session {
             self.error(conn, "501 5.5.2 Error: cannot decode response");
             return Flow::Continue;
         };
-        match self.ctx.auth.check(&user, &password).await {
+        let checked = self.ctx.auth.check_from(&user, &password, self.peer.ip());
+        match checked.await {
             Ok(Some(account)) => {
                 tracing::info!(account, "smtp authenticated");
                 self.account = Some(account);

@@ -33,8 +33,11 @@
 //! them too); `GW-IP` is this server's public host, with the listener's port when it is not
 //! the scheme's default; a request naming no session, a malformed or unknown one is answered
 //! 400 and logged; a body over `gateway_max_body` is 413; a new session beyond
-//! `max_connections`, or a body for a session that has not yet read that much from earlier
-//! requests, is 503; a session that sees no request for `gateway_idle_secs` ends like a TCP
+//! `max_connections`, or beyond `gateway_max_pending` sessions not signed in (in all, or
+//! `gateway_max_pending_per_ip` from one client IP), or a body for a session that has not yet
+//! read that much from earlier requests, is 503 (a session leaves the pending count when it
+//! signs in, or when its login times out and the session ends, which also frees its place in
+//! `max_connections` at once); a session that sees no request for `gateway_idle_secs` ends like a TCP
 //! connection whose client vanished (watchers see `FLN`); sessions count against
 //! `max_connections`; output waiting for the client is bounded by
 //! `outbox_bytes` (see [`pipe`]). After a session ends on the server's side (`OUT OTH`,
@@ -215,6 +218,7 @@ enum Refusal {
     BodyFailed,
     Backlog,
     Full,
+    Pending,
 }
 
 impl Refusal {
@@ -229,7 +233,7 @@ impl Refusal {
             | Refusal::BodyFailed => StatusCode::BAD_REQUEST,
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Refusal::Full | Refusal::Backlog => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Full | Refusal::Backlog | Refusal::Pending => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -246,6 +250,7 @@ impl Refusal {
             Refusal::BodyFailed => "body could not be read",
             Refusal::Backlog => "the session has not read the previous requests yet",
             Refusal::Full => "connection limit reached",
+            Refusal::Pending => "too many sessions not signed in",
         }
     }
 }
@@ -357,6 +362,13 @@ fn open(
         Some(s @ ("NS" | "SB")) => s,
         _ => return Err(Refusal::BadServer),
     };
+    // A session that has not signed in holds one of `gateway_max_pending` (per IP too) until
+    // it does, or its login times out: `Action=open` floods stay within that share of
+    // `max_connections`, and the rest is kept for sessions that sign in.
+    let Some(pending) = shared.gateway_pending.acquire(peer.ip()) else {
+        tracing::warn!(%peer, pending = shared.gateway_pending.open(), "gateway session refused: too many sessions not signed in");
+        return Err(Refusal::Pending);
+    };
     let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
         tracing::warn!(%peer, "gateway session refused: connection limit reached");
         return Err(Refusal::Full);
@@ -388,6 +400,7 @@ fn open(
         peer,
         listener.shutdown.clone(),
         permit,
+        pending,
     ));
     Ok(Busy(session))
 }
@@ -400,7 +413,8 @@ async fn run(
     end: SessionEnd,
     peer: SocketAddr,
     shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
+    pending: msgr_mail::ConnSlot,
 ) {
     let idle = shared.config.limits.gateway_idle();
     let gateway = &shared.gateway;
@@ -411,6 +425,7 @@ async fn run(
         Transport::HttpGateway,
         shared.clone(),
         shutdown.clone(),
+        Some(pending),
     );
     tokio::pin!(conn);
     let expired = tokio::select! {
@@ -429,6 +444,9 @@ async fn run(
         session.pipe.finish(ended);
         return;
     }
+    // The session is over (a login that timed out included): its connection slot is free
+    // now, not when the client collects the last words or the idle time runs out.
+    drop(permit);
     // Keep the session's last words (`OUT OTH`, `OUT SSD`, a switchboard's end) for the
     // client's next request; forget them if it does not come.
     tokio::select! {

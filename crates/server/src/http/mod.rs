@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::passport::{self, parse_authorization};
-use crate::Shared;
+use crate::{PasswordCheck, Shared};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,18 +50,32 @@ pub(crate) async fn accept_loop(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let name = if tls.is_some() { "https" } else { "http" };
+    let mut backoff = msgr_mail::AcceptBackoff::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => r,
         };
         let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+            Ok(x) => {
+                backoff.succeeded(name);
+                x
             }
+            Err(e) => {
+                let pause = backoff.failed(name, &e);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        // HTTP and HTTPS share one cap, in all and per client IP, within the descriptors left
+        // after MSNP's reserve: idle connections cannot starve MSNP logins of descriptors.
+        let Some(slot) = shared.http_connections.acquire(peer.ip()) else {
+            tracing::info!(listener = name, %peer, open = shared.http_connections.open(), "HTTP connection refused: connection limit reached");
+            drop(stream);
+            continue;
         };
         let shared = shared.clone();
         let listener = Listener {
@@ -71,6 +85,7 @@ pub(crate) async fn accept_loop(
         };
         let tls = tls.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             match tls {
                 None => serve(stream, peer, shared, listener).await,
                 Some(acceptor) => {
@@ -233,8 +248,11 @@ async fn login(
         tracing::info!(%peer, "login2.srf without Passport1.4 credentials");
         return refused();
     };
-    match shared.check_password(&creds.sign_in, &creds.password).await {
-        Ok(Some(account)) => {
+    let checked = shared
+        .check_password(&creds.sign_in, &creds.password, peer.ip(), "passport")
+        .await;
+    match checked {
+        Ok(PasswordCheck::Accepted(account)) => {
             let ticket = shared.tickets.issue(&account.email);
             let profile = passport::random_token(48);
             tracing::info!(%peer, account = %account.email, "passport ticket issued");
@@ -247,9 +265,25 @@ async fn login(
             }
             r
         }
-        Ok(None) => {
+        Ok(PasswordCheck::Refused) => {
             tracing::info!(%peer, sign_in = %creds.sign_in, "passport login refused: bad credentials");
             refused()
+        }
+        // Answered as a failed sign-in (the client asks for the password again), with the wait
+        // in `Retry-After`; logged and counted by the throttle.
+        Ok(PasswordCheck::Throttled(t)) => {
+            let mut r = refused();
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                HeaderValue::from(t.retry_after.as_secs().max(1)),
+            );
+            r
+        }
+        Ok(PasswordCheck::Busy) => {
+            let mut r = empty(StatusCode::SERVICE_UNAVAILABLE);
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
         }
         Err(e) => {
             tracing::error!(%peer, error = %e, "passport login failed");

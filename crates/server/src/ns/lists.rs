@@ -17,7 +17,7 @@
 //! | privacy | `GTC t A` → `GTC t ver A`; `BLP t AL` → `BLP t ver AL` | without the version |
 //! | properties (MSNP5+) | `PRP t PROP [value]` → `PRP t ver PROP [value]` | `PRP t PROP [value]` → echoed; `PRP t MFN name` sets the display name |
 //! | names | `REA t email name` → `REA t ver email name` (own e-mail: display name) | `PRP t MFN name` (own); `SBP t guid MFN name` → echoed (a contact's) |
-//! | personal message | — | MSNP11+: `UUX t len` + payload → `UUX t 0`; watchers get `UBX` |
+//! | personal message | — | MSNP11+: `UUX t len` + payload → `UUX t 0`; watchers get `UBX`; 800 past the `CHG` budget |
 //!
 //! What is already so (`GTC`/`BLP` with the mode in force, `ADD`/`ADC` to AL or BL of someone
 //! already there) is answered as a change at the current list version, never 215/218:
@@ -793,6 +793,9 @@ impl NsSession {
             .map(|p| std::str::from_utf8(p).map_err(|_| bad()))
             .transpose()?
             .map(str::to_owned);
+        // A personal message is a change like a status or a name: a store write and a fan-out
+        // to every watcher, so it spends the same budget (800 when it is used up).
+        self.rate_limited()?;
         let limits = self.shared.config.limits.lists();
         let changes = self
             .user()?

@@ -166,6 +166,13 @@ impl NsSession {
             }
             PendingLogin::Md5 { email, salt } => (email, Some((salt, proof.to_owned()))),
         };
+        // An MD5 answer is a password guess checked here (a Passport password is checked, and
+        // throttled, at `login2.srf`): the same throttle, refused as a wrong answer (911).
+        let ip = self.peer.ip();
+        if verified.is_some() && self.shared.logins.attempt(&email, ip, "md5").is_err() {
+            error(out, ErrorCode::AuthenticationFailed, trid);
+            return Flow::Close;
+        }
         let account = match self.shared.account(&email).await {
             Ok(Some(a)) => a,
             Ok(None) => {
@@ -189,6 +196,7 @@ impl NsSession {
                 error(out, ErrorCode::AuthenticationFailed, trid);
                 return Flow::Close;
             }
+            self.shared.logins.succeeded(&email, self.peer.ip());
         }
 
         // The list is loaded before the account is announced to the hub, so that no other

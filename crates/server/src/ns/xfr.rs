@@ -10,7 +10,11 @@
 //! MSNP13 appends `U messenger.hotmail.com` to `RNG` and MSNP14 a direct-connect flag; both
 //! are out of this server's range. `XFR SB` while hidden (or before the first `CHG`, when
 //! nobody can see the user either) is 913; any other server type is 201; a full registry is
-//! 600. Sources: yellows111 msnp-wiki (xfr, rng), hypothetic.org, the seeds.
+//! 600. One user's share is bounded: past its `XFR SB`/`CAL` budget (`sb_call_burst`, refilled
+//! one per `sb_call_refill_secs`) `XFR SB` is 713 ("calling too rapidly"), and with
+//! `sb_cookies_per_user` unused cookies or `sb_rooms_per_user` rooms open it is 714 ("too many
+//! sessions"), the codes the official servers' error table has for these; both are logged.
+//! Sources: yellows111 msnp-wiki (xfr, rng, error list), hypothetic.org, the seeds.
 
 use bytes::BytesMut;
 use msgr_core::presence::Status;
@@ -46,6 +50,10 @@ impl NsSession {
             error(out, code, trid);
             return Flow::Continue;
         }
+        if !self.shared.switchboards.take_call(&user.email) {
+            error(out, ErrorCode::UserTooActive, trid);
+            return Flow::Continue;
+        }
         match self.shared.switchboards.issue(member(user), *dialect, None) {
             Ok(cookie) => write_line(
                 out,
@@ -53,7 +61,11 @@ impl NsSession {
                 Some(trid),
                 &["SB", &self.shared.public_msnp, "CKI", &cookie],
             ),
-            Err(RegistryError::Full) => error(out, ErrorCode::ServerBusy, trid),
+            Err(RegistryError::Full) => {
+                tracing::warn!(account = %user.email, "XFR SB refused: switchboard registry full (600)");
+                error(out, ErrorCode::ServerBusy, trid)
+            }
+            Err(RegistryError::TooManyForUser) => error(out, ErrorCode::TooManySessions, trid),
         }
         Flow::Continue
     }
@@ -87,7 +99,7 @@ pub(super) fn ring(
                 ],
             );
         }
-        Err(RegistryError::Full) => {
+        Err(RegistryError::Full | RegistryError::TooManyForUser) => {
             tracing::warn!(account = %user.email, "switchboard cookies full: RNG dropped");
         }
     }

@@ -22,7 +22,8 @@
 //! Errors: 911 bad, reused, expired or someone else's cookie (the connection closes); `CAL`
 //! 208 not a Passport name, 215 someone already in the session (yourself included), 217
 //! offline, hidden, blocking the caller or no such account (the official servers answered 217
-//! for all of these, so privacy leaks nothing), 712 session full (configurable); an `MSG`
+//! for all of these, so privacy leaks nothing), 712 session full (configurable), 713 past the
+//! caller's `XFR SB`/`CAL` budget (`sb_call_burst`); an `MSG`
 //! payload over the codec's cap is 201 and skipped, the connection stays.
 //! Sources: yellows111 msnp-wiki (usr, ans, iro, joi, bye, cal, msg), hypothetic.org (SB
 //! messages), the seeds in `shared/seeds/`.
@@ -240,9 +241,9 @@ impl SbSession {
             return Flow::Close;
         };
         let room = match sid {
-            None => match sbs.create() {
+            None => match sbs.create(&ticket.member.email) {
                 Ok(r) => r,
-                Err(RegistryError::Full) => {
+                Err(RegistryError::Full | RegistryError::TooManyForUser) => {
                     error(out, ErrorCode::ServerBusy, trid);
                     return Flow::Close;
                 }
@@ -309,6 +310,10 @@ impl SbSession {
         };
         if sbs.contains(room, &callee) {
             return error(out, ErrorCode::AlreadyInList, trid);
+        }
+        // `CAL` spends the caller's `XFR SB`/`CAL` budget (713 "calling too rapidly").
+        if !sbs.take_call(&me.email) {
+            return error(out, ErrorCode::UserTooActive, trid);
         }
         if sbs.len(room) >= sbs.max_participants {
             return error(out, ErrorCode::SessionOverloaded, trid);

@@ -7,6 +7,12 @@
 //! drops that participant from the room (and the others hear `BYE email 1`), so one slow
 //! reader cannot hold the others back or grow the server's memory.
 //!
+//! One user cannot take every slot: the unused `XFR SB` cookies a user holds and the rooms it
+//! opened with them are capped (`sb_cookies_per_user`, `sb_rooms_per_user`: 714), and `XFR SB`
+//! and `CAL` share one per-user budget (`sb_call_burst`, `sb_call_refill_secs`: 713). `RNG`
+//! cookies are not counted against the callee: a caller could otherwise use up its victim's
+//! share; the caller's `CAL` budget bounds them instead.
+//!
 //! Lock order: the registry (`inner`), then a room's `members`; a room's lock is never held
 //! while taking the registry's.
 
@@ -52,8 +58,10 @@ pub struct Ticket {
 /// Why a cookie or a room could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistryError {
-    /// Too many sessions or unused cookies already.
+    /// Too many sessions or unused cookies on this node already.
     Full,
+    /// This user holds `sb_cookies_per_user` unused cookies or `sb_rooms_per_user` rooms.
+    TooManyForUser,
 }
 
 struct Participant {
@@ -74,6 +82,8 @@ struct Members {
 /// One switchboard session.
 pub struct Room {
     pub id: u32,
+    /// Who opened it with an `XFR SB` cookie (counted in `rooms_by_owner` until it ends).
+    owner: String,
     members: Mutex<Members>,
 }
 
@@ -88,6 +98,21 @@ pub enum Route<'a> {
 struct Inner {
     tickets: HashMap<String, Ticket>,
     rooms: HashMap<u32, Arc<Room>>,
+    /// The `XFR SB` cookies each user was given, with their expiry; redeemed, expired and
+    /// unknown ones are dropped whenever the user's list is looked at.
+    xfr_cookies: HashMap<String, Vec<(String, Instant)>>,
+    /// Rooms open per owner.
+    rooms_by_owner: HashMap<String, usize>,
+    /// Each user's `XFR SB`/`CAL` budget.
+    calls: HashMap<String, CallBudget>,
+}
+
+/// A token bucket for one user's `XFR SB` and `CAL`.
+struct CallBudget {
+    tokens: u32,
+    last: Instant,
+    /// Refused since the last one allowed (logged when the user gets a token again).
+    refused: u64,
 }
 
 pub struct Switchboards {
@@ -95,6 +120,10 @@ pub struct Switchboards {
     ttl: Duration,
     max: usize,
     pub max_participants: usize,
+    cookies_per_user: usize,
+    rooms_per_user: usize,
+    call_burst: u32,
+    call_refill: Duration,
 }
 
 impl Switchboards {
@@ -103,11 +132,59 @@ impl Switchboards {
             inner: Mutex::new(Inner {
                 tickets: HashMap::new(),
                 rooms: HashMap::new(),
+                xfr_cookies: HashMap::new(),
+                rooms_by_owner: HashMap::new(),
+                calls: HashMap::new(),
             }),
             ttl: limits.sb_cookie_ttl(),
             max: limits.max_switchboards.max(1),
             max_participants: limits.sb_max_participants.max(2),
+            cookies_per_user: limits.sb_cookies_per_user.max(1),
+            rooms_per_user: limits.sb_rooms_per_user.max(1),
+            call_burst: limits.sb_call_burst.max(1),
+            call_refill: Duration::from_secs(limits.sb_call_refill_secs),
         }
+    }
+
+    /// Spends one of `email`'s `XFR SB`/`CAL` tokens; `false` (713) when it has none left.
+    /// A run of refusals is logged once when it starts and once, with its count, when it ends.
+    pub fn take_call(&self, email: &str) -> bool {
+        if self.call_refill.is_zero() {
+            return true;
+        }
+        let now = Instant::now();
+        let mut inner = self.inner();
+        let burst = self.call_burst;
+        if inner.calls.len() >= self.max && !inner.calls.contains_key(email) {
+            // Users whose budget is whole again need no entry.
+            let refill = self.call_refill;
+            inner
+                .calls
+                .retain(|_, b| b.tokens.saturating_add(earned(b.last, now, refill)) < burst);
+        }
+        let b = inner.calls.entry(email.to_owned()).or_insert(CallBudget {
+            tokens: burst,
+            last: now,
+            refused: 0,
+        });
+        let got = earned(b.last, now, self.call_refill);
+        if got > 0 {
+            b.tokens = b.tokens.saturating_add(got).min(burst);
+            b.last = now;
+        }
+        if b.tokens == 0 {
+            b.refused += 1;
+            if b.refused == 1 {
+                tracing::warn!(account = %email, "XFR SB/CAL too rapidly: refused (713)");
+            }
+            return false;
+        }
+        if b.refused > 0 {
+            tracing::info!(account = %email, refused = b.refused, "XFR SB/CAL allowed again");
+            b.refused = 0;
+        }
+        b.tokens -= 1;
+        true
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -126,8 +203,37 @@ impl Switchboards {
         let mut inner = self.inner();
         if inner.tickets.len() >= self.max {
             inner.tickets.retain(|_, t| t.expires > now);
+            let Inner {
+                tickets,
+                xfr_cookies,
+                ..
+            } = &mut *inner;
+            xfr_cookies.retain(|_, v| {
+                v.retain(|(c, _)| tickets.contains_key(c));
+                !v.is_empty()
+            });
             if inner.tickets.len() >= self.max {
                 return Err(RegistryError::Full);
+            }
+        }
+        if room.is_none() {
+            // One user's share: unused cookies and the rooms it opened.
+            let Inner {
+                tickets,
+                xfr_cookies,
+                rooms_by_owner,
+                ..
+            } = &mut *inner;
+            let rooms = rooms_by_owner.get(&member.email).copied().unwrap_or(0);
+            let mine = xfr_cookies.entry(member.email.clone()).or_default();
+            mine.retain(|(c, exp)| *exp > now && tickets.contains_key(c));
+            if mine.len() >= self.cookies_per_user || rooms >= self.rooms_per_user {
+                let cookies = mine.len();
+                if mine.is_empty() {
+                    xfr_cookies.remove(&member.email);
+                }
+                tracing::warn!(account = %member.email, cookies, rooms, "XFR SB refused: too many switchboard sessions for this user (714)");
+                return Err(RegistryError::TooManyForUser);
             }
         }
         let mut rng = rand::rng();
@@ -144,6 +250,13 @@ impl Switchboards {
                 break c;
             }
         };
+        if room.is_none() {
+            inner
+                .xfr_cookies
+                .entry(member.email.clone())
+                .or_default()
+                .push((cookie.clone(), now + self.ttl));
+        }
         inner.tickets.insert(
             cookie.clone(),
             Ticket {
@@ -169,11 +282,20 @@ impl Switchboards {
         if !t.member.email.eq_ignore_ascii_case(email) || t.room != room {
             return None;
         }
-        inner.tickets.remove(cookie)
+        let ticket = inner.tickets.remove(cookie)?;
+        if ticket.room.is_none() {
+            if let Some(mine) = inner.xfr_cookies.get_mut(&ticket.member.email) {
+                mine.retain(|(c, _)| c != cookie);
+                if mine.is_empty() {
+                    inner.xfr_cookies.remove(&ticket.member.email);
+                }
+            }
+        }
+        Some(ticket)
     }
 
-    /// A new, empty room with a random id.
-    pub fn create(&self) -> Result<Arc<Room>, RegistryError> {
+    /// A new, empty room with a random id, opened by `owner` (counted as one of its rooms).
+    pub fn create(&self, owner: &str) -> Result<Arc<Room>, RegistryError> {
         let mut inner = self.inner();
         if inner.rooms.len() >= self.max {
             return Err(RegistryError::Full);
@@ -186,8 +308,11 @@ impl Switchboards {
                 break id;
             }
         };
+        let owner = owner.to_ascii_lowercase();
+        *inner.rooms_by_owner.entry(owner.clone()).or_default() += 1;
         let room = Arc::new(Room {
             id,
+            owner,
             members: Mutex::new(Members::default()),
         });
         inner.rooms.insert(id, room.clone());
@@ -211,6 +336,12 @@ impl Switchboards {
             .is_some_and(|r| std::ptr::eq(&**r, room))
         {
             inner.rooms.remove(&room.id);
+            if let Some(n) = inner.rooms_by_owner.get_mut(&room.owner) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.rooms_by_owner.remove(&room.owner);
+                }
+            }
         }
     }
 
@@ -358,6 +489,12 @@ impl Room {
     }
 }
 
+/// Tokens earned since `last` at one per `refill`.
+fn earned(last: Instant, now: Instant, refill: Duration) -> u32 {
+    let n = now.saturating_duration_since(last).as_nanos() / refill.as_nanos().max(1);
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// Queues `event` for one participant without waiting; `false` if it could not take it.
 fn deliver(p: &Participant, event: &SbEvent) -> bool {
     match p.events.try_send(Event::Switchboard(event.clone())) {
@@ -426,7 +563,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_the_participant_and_the_room_ends_when_empty() {
         let sb = Switchboards::new(&limits());
-        let room = sb.create().unwrap();
+        let room = sb.create("a@x.com").unwrap();
         let (ta, mut ra) = queue::channel(8);
         let (tb, _rb) = queue::channel(1);
         let kill_b = CancellationToken::new();
@@ -475,12 +612,74 @@ mod tests {
         );
     }
 
+    /// One user's unused `XFR SB` cookies and open rooms are capped; redeeming a cookie makes
+    /// room for another, `RNG` cookies do not count against the callee, other users are not
+    /// affected.
+    #[tokio::test(start_paused = true)]
+    async fn one_user_cannot_take_every_switchboard() {
+        let sb = Switchboards::new(&LimitsConfig {
+            sb_cookies_per_user: 2,
+            sb_rooms_per_user: 2,
+            ..LimitsConfig::default()
+        });
+        let a = || member("a@x.com");
+        let c1 = sb.issue(a(), Dialect::Msnp8, None).unwrap();
+        sb.issue(a(), Dialect::Msnp8, None).unwrap();
+        assert_eq!(
+            sb.issue(a(), Dialect::Msnp8, None).unwrap_err(),
+            RegistryError::TooManyForUser
+        );
+        sb.issue(a(), Dialect::Msnp8, Some(7)).unwrap();
+        sb.issue(member("b@x.com"), Dialect::Msnp8, None).unwrap();
+        // Redeemed: one fewer unused, but one room.
+        sb.redeem(&c1, "a@x.com", None).unwrap();
+        let _r1 = sb.create("a@x.com").unwrap();
+        let c3 = sb.issue(a(), Dialect::Msnp8, None).unwrap();
+        sb.redeem(&c3, "a@x.com", None).unwrap();
+        let r2 = sb.create("a@x.com").unwrap();
+        // Two rooms open: no more cookies, whatever is unused.
+        assert_eq!(
+            sb.issue(a(), Dialect::Msnp8, None).unwrap_err(),
+            RegistryError::TooManyForUser
+        );
+        // A room that ends gives its place back.
+        let (t, _r) = queue::channel(8);
+        sb.join(&r2, 1, Arc::new(a()), t, CancellationToken::new())
+            .unwrap();
+        sb.leave(&r2, 1, false);
+        // The other unused cookie expires: two cookies again (one room is still open).
+        tokio::time::advance(Duration::from_secs(61)).await;
+        sb.issue(a(), Dialect::Msnp8, None).unwrap();
+        sb.issue(a(), Dialect::Msnp8, None).unwrap();
+        sb.issue(a(), Dialect::Msnp8, None).unwrap_err();
+    }
+
+    /// `XFR SB` and `CAL` share a per-user budget: a burst, then one per refill period.
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_paced_per_user() {
+        let sb = Switchboards::new(&LimitsConfig {
+            sb_call_burst: 3,
+            sb_call_refill_secs: 2,
+            ..LimitsConfig::default()
+        });
+        let allowed = |n: usize| (0..n).filter(|_| sb.take_call("a@x.com")).count();
+        assert_eq!(allowed(10), 3);
+        assert!(
+            sb.take_call("b@x.com"),
+            "another user has a budget of its own"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(allowed(10), 1);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(allowed(10), 3, "refilled up to the burst, no further");
+    }
+
     #[test]
     fn rooms_are_bounded_in_number_and_size() {
         let sb = Switchboards::new(&limits());
-        let room = sb.create().unwrap();
-        sb.create().unwrap();
-        assert!(sb.create().is_err());
+        let room = sb.create("a@x.com").unwrap();
+        sb.create("b@x.com").unwrap();
+        assert!(sb.create("c@x.com").is_err());
         let mut rx = Vec::new();
         for i in 0..3 {
             let (t, r) = queue::channel(8);
