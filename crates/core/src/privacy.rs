@@ -11,6 +11,14 @@
 //! Whether a blocked watcher is on the owner's reverse list does not matter: blocking hides presence from people
 //! who have the owner on their forward list, and refuses chats from anybody.
 //!
+//! A block governs direct contact only. When a third person in a chat with the owner invites someone the owner
+//! blocks (or whom the owner is blocked by), the invitation is judged on the inviter's and invitee's lists alone,
+//! and the blocked person joins: both see each other in `IRO`/`JOI` and read each other's messages. The official
+//! service worked so (its support pages told users that a blocked person can still share a conversation with them
+//! when someone else invites them both), clients show every participant, and the
+//! owner can leave; refusing would instead tell the inviter that someone in the room blocks the invitee, which
+//! the block is meant to keep quiet. Tested in `crates/it/tests/switchboard.rs`.
+//!
 //! `GTC` plays no part here: it only tells the owner's client whether to ask the user about newcomers on the
 //! reverse list (see [`crate::lists::Gtc`]).
 

@@ -286,6 +286,46 @@ fn user_errors_are_one_line_and_non_zero() -> Result<()> {
     Ok(())
 }
 
+/// README's bulk recipe runs `user add` in parallel. On a data directory that does not exist yet,
+/// the processes race to create the database, switch it to WAL and migrate it: every one of them
+/// must still succeed (SQLite answers one side of that race "busy" without waiting; issue 12).
+#[test]
+fn parallel_user_add_on_a_new_data_directory() -> Result<()> {
+    const ROUNDS: usize = 25;
+    const PARALLEL: usize = 4;
+    let dir = tempfile::tempdir()?;
+    for round in 0..ROUNDS {
+        let data = dir.path().join(format!("data{round}"));
+        let outputs = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..PARALLEL)
+                .map(|i| {
+                    let data = &data;
+                    s.spawn(move || {
+                        let email = format!("u{i}@x.com");
+                        msgr(data, &["user", "add", &email, "--password", "pw"], None)
+                            .map(|out| (email, out))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().map_err(|_| anyhow::anyhow!("thread panicked"))?)
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (email, out) in &outputs {
+            ok(out, &format!("created {email}\n"))
+                .with_context(|| format!("round {round}, {email}"))?;
+        }
+        let list = msgr(&data, &["user", "list"], None)?;
+        ensure!(
+            text(&list.stdout).lines().count() == PARALLEL,
+            "round {round}: {}",
+            text(&list.stdout)
+        );
+    }
+    Ok(())
+}
+
 /// A running `msgr serve` whose stderr is collected line by line.
 struct Serve {
     child: tokio::process::Child,
@@ -388,6 +428,8 @@ async fn serve_logs_listeners_serves_logins_and_stops_on_sigterm() -> Result<()>
     const PASSWORD: &str = "correct horse 7";
     const ENCODED: &str = "correct%20horse%207";
     const WRONG: &str = "wrong horse 8";
+    const FORGED: &str =
+        "x\n2026-11-29T00:00:00.000000Z  INFO msgr_server::http: passport ticket issued\x1b[31m";
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     ok(
@@ -448,6 +490,13 @@ async fn serve_logs_listeners_serves_logins_and_stops_on_sigterm() -> Result<()>
         matches!(refused, PassportReply::Refused { status: 401, .. }),
         "{refused:?}"
     );
+    // Log forging (issue 12): a sign-in name carrying a line break, a fake log line and a
+    // terminal escape must be logged as one escaped value.
+    let forged = passport_login(https, &ep.ca, FORGED, WRONG).await?;
+    ensure!(
+        matches!(forged, PassportReply::Refused { status: 401, .. }),
+        "{forged:?}"
+    );
     let mut msnp8 = login(&ep, Dialect::Msnp8, "alice@x.com", PASSWORD).await?;
     msnp8.ping().await?;
     // `user add` works while the server runs, and the new account can log in at once.
@@ -470,6 +519,18 @@ async fn serve_logs_listeners_serves_logins_and_stops_on_sigterm() -> Result<()>
     ensure!(
         log.contains("alice@x.com") && log.contains("bob@x.com"),
         "log:\n{log}"
+    );
+    ensure!(
+        log.contains("x\\n2026-11-29T00:00:00.000000Z  INFO msgr_server::http: passport ticket issued\\u{1b}[31m"),
+        "the forged sign-in name is not in the log, escaped:\n{log}"
+    );
+    ensure!(
+        !log.contains('\x1b'),
+        "a terminal escape reached the log:\n{log}"
+    );
+    ensure!(
+        !log.lines().any(|l| l.starts_with("2026-11-29T00:00:00")),
+        "a client wrote a log line of its own:\n{log}"
     );
     for secret in [PASSWORD, ENCODED, WRONG, "wrong%20horse%208"] {
         ensure!(

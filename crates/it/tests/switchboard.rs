@@ -562,3 +562,42 @@ async fn an_idle_participant_times_out() -> Result<()> {
     }
     Err(anyhow!("bob was never timed out"))
 }
+
+/// Bob blocks alice. Alice cannot reach him herself (217, as if he were offline), but carol,
+/// chatting with bob, may invite alice, who then sees bob in `IRO` and bob sees her `JOI` and
+/// her messages: the official service worked so (its support pages said a blocked person can
+/// still share a conversation when someone else invites both), and msgr keeps it (see
+/// `msgr_core::privacy`).
+#[tokio::test]
+async fn a_blocked_user_joins_through_a_third_party() -> Result<()> {
+    let srv = server().await?;
+    let d = Dialect::Msnp12;
+    let mut a = person(&srv, d, "alice").await?;
+    let mut c = person(&srv, d, "carol").await?;
+    let mut b = person(&srv, d, "bob").await?;
+    add(&mut b.ns, d, 7, "BL", "alice").await?;
+
+    // Directly: refused, indistinguishable from offline.
+    let mut sa = open(&srv, &mut a).await?;
+    sa.send(&format!("CAL 2 {}", email("bob"))).await?;
+    sa.expect_line("217 2").await?;
+    drop(sa);
+
+    // Through carol: carol calls bob, then alice.
+    let mut sc = open(&srv, &mut c).await?;
+    let mut sb = invite(&srv, &mut [seat(&c, &mut sc)], 0, &mut b, 2).await?;
+    let mut sa = invite(
+        &srv,
+        &mut [seat(&c, &mut sc), seat(&b, &mut sb)],
+        0,
+        &mut a,
+        3,
+    )
+    .await?;
+    let m = text("hello bob");
+    send_msg(&mut sa, 2, "A", &m).await?;
+    expect_msg(&mut sb, "alice", &m).await?;
+    expect_msg(&mut sc, "alice", &m).await?;
+    sa.expect_line("ACK 2").await?;
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 mod chat;
 mod client_cmd;
+mod logfmt;
 mod mail_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -262,6 +263,7 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .fmt_fields(logfmt::fields())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
@@ -90,14 +90,20 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let mut writer = Connection::open(path)?;
-        configure(&writer, &options)?;
-        // WAL is a property of the file, not the connection: setting it once here covers the readers too.
-        let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::JournalMode { mode });
-        }
-        migrate(&mut writer, migrations)?;
+        // Two processes opening a new file at once can each hold a shared lock and ask for the exclusive one
+        // that switching to WAL or migrating needs; SQLite then answers one of them SQLITE_BUSY at once,
+        // without waiting on the busy timeout (waiting could deadlock). Starting over is safe, because the
+        // switch and each migration are atomic, and soon succeeds: the other process is done in milliseconds.
+        let deadline = Instant::now() + options.busy_timeout;
+        let writer = loop {
+            match open_writer(path, &options, migrations) {
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    let jitter = u64::from(std::process::id() % 16);
+                    std::thread::sleep(Duration::from_millis(5 + jitter));
+                }
+                other => break other?,
+            }
+        };
         Ok(SqliteStore {
             path: path.to_path_buf(),
             options,
@@ -152,6 +158,35 @@ impl SqliteStore {
         conn.pragma_update(None, "query_only", true)?;
         Ok(conn)
     }
+}
+
+/// Opens the write connection: settings, WAL, and the schema brought up to date.
+fn open_writer(
+    path: &Path,
+    options: &SqliteOptions,
+    migrations: &[Migration],
+) -> Result<Connection> {
+    let mut writer = Connection::open(path)?;
+    configure(&writer, options)?;
+    // WAL is a property of the file, not the connection: setting it once here covers the readers too.
+    let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::JournalMode { mode });
+    }
+    migrate(&mut writer, migrations)?;
+    Ok(writer)
+}
+
+/// Whether SQLite refused for a lock another connection holds (busy or locked, any extended code).
+fn is_busy(e: &StoreError) -> bool {
+    let sqlite = match e {
+        StoreError::Sqlite(e) | StoreError::Migration { source: e, .. } => e,
+        _ => return false,
+    };
+    matches!(
+        sqlite.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Per-connection settings shared by the writer and the readers.
