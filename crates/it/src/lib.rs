@@ -108,6 +108,8 @@ pub struct ServerOptions {
     /// `allow_plaintext_auth = true`, so tests can sign in over plain loopback connections. Sender
     /// authentication runs only when the test names its own DNS servers (`auth_dns`).
     pub mail: Option<MailConfig>,
+    /// The `[web]` section (the web inbox's limits).
+    pub web: msgr_web::WebConfig,
 }
 
 impl ServerOptions {
@@ -169,6 +171,7 @@ impl TestServer {
             dispatch: opts.dispatch_listener.then_some(loopback),
             legacy_md5: opts.legacy_md5,
             limits: opts.limits,
+            web: opts.web,
             mail: MailConfig {
                 smtp: Some(loopback),
                 submission: Some(loopback),

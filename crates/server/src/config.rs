@@ -36,6 +36,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The mail side (`[mail]`): SMTP and POP3 listeners, local domains, limits, outbound delivery.
     pub mail: msgr_mail::MailConfig,
+    /// The web inbox under `/mail/` (`[web]`): sessions, sign-in throttling, page and body limits.
+    pub web: msgr_web::WebConfig,
 }
 
 /// Named, configurable limits; the defaults are the official service's where it had one.
@@ -139,6 +141,7 @@ impl Default for Config {
             tls_key: None,
             limits: LimitsConfig::default(),
             mail: msgr_mail::MailConfig::default(),
+            web: msgr_web::WebConfig::default(),
         }
     }
 }

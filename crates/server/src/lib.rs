@@ -55,6 +55,8 @@ pub enum ServerError {
     HashThreads(std::io::Error),
     #[error("mail: {0}")]
     Mail(#[from] msgr_mail::MailError),
+    #[error("web ticket key: {0}")]
+    WebKey(#[from] msgr_web::ticket::KeyError),
 }
 
 /// What every connection task shares.
@@ -91,6 +93,11 @@ pub(crate) struct Shared {
     pub http_connections: Arc<msgr_mail::ConnLimiter>,
     /// The password-guess throttle of every login path.
     pub logins: admission::Logins,
+    /// Signs the profile's `MSPAuth`, which the web inbox accepts from Messenger's form post.
+    pub mspauth: msgr_web::TicketKey,
+    /// The web inbox under `/mail/`; set once the mail side is bound (it reads the mail store and
+    /// submits through msgr-mail), unset when mail is off.
+    pub web: std::sync::OnceLock<msgr_web::Web>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -427,6 +434,11 @@ impl Server {
             dispatch_next: AtomicUsize::new(0),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
             gateway: http::Gateway::new(&host, addrs.http, addrs.https),
+            mspauth: msgr_web::TicketKey::load_or_create(
+                &config.data_dir,
+                Duration::from_secs(config.web.ticket_ttl_secs),
+            )?,
+            web: std::sync::OnceLock::new(),
             config,
         });
 
@@ -465,6 +477,15 @@ impl Server {
                 .await?;
                 addrs.mail = server.addrs();
                 mail_tap = Some(server.context().notify.tap(hotmail::TAP_CAPACITY));
+                let web = msgr_web::Web::new(msgr_web::WebDeps {
+                    config: shared.config.web.clone(),
+                    mail: server.context(),
+                    tickets: shared.mspauth.clone(),
+                    https_root: addrs
+                        .https
+                        .map(|_| passport::site_root(&shared.dalogin)),
+                });
+                let _ = shared.web.set(web);
                 Some(server)
             }
             None => None,

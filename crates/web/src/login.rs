@@ -106,7 +106,8 @@ impl Web {
             tracing::info!(peer = %conn.peer, user, "web sign-in refused: too many failures");
             return Ok(self.login_form(StatusCode::TOO_MANY_REQUESTS, rru, user, Some(FAILED)));
         }
-        let checked = self.inner.mail.auth.check(&user, password).await;
+        // `check_from`: the server's own password-guess throttle (issue 12) sees the address too.
+        let checked = self.inner.mail.auth.check_from(&user, password, ip).await;
         match checked {
             Ok(Some(account)) => {
                 tracing::info!(peer = %conn.peer, account, "web sign-in");

@@ -1,7 +1,8 @@
 //! The HTTP and HTTPS listeners: Passport 1.4 (the `/rdr/pprdr.asp` nexus, its minimal forms
 //! `/rdr/pprdr-minimal.asp` and `/rdr/pprdr-minimal-http.asp`, and `/login2.srf`), the MSNP
-//! HTTP gateway (`/gateway/gateway.dll`, see [`gateway`]) and a small front page. The same
-//! routes are served over plain HTTP and TLS.
+//! HTTP gateway (`/gateway/gateway.dll`, see [`gateway`]), the web inbox under `/mail/`
+//! (`msgr-web`, when the server hosts mail) and a small front page. The same routes are served over
+//! plain HTTP and TLS (the web inbox sends plain-HTTP requests to the HTTPS listener).
 
 mod gateway;
 mod header_case;
@@ -10,7 +11,7 @@ mod lenient;
 pub(crate) use gateway::Gateway;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -129,11 +130,23 @@ where
         let listener = listener.clone();
         async move {
             let head = req.method() == Method::HEAD;
-            let mut r = route(req, peer, &shared, &listener).await;
+            let mut r = match shared.web.get() {
+                // The web inbox: everything under `/mail/` (when the server hosts mail).
+                Some(web) if msgr_web::Web::owns(req.uri().path()) => {
+                    let conn = msgr_web::Conn {
+                        peer,
+                        tls: listener.tls,
+                        shutdown: listener.shutdown.clone(),
+                        tracker: listener.tracker.clone(),
+                    };
+                    web.handle(req, &conn).await
+                }
+                _ => route(req, peer, &shared, &listener).await.map(BodyExt::boxed),
+            };
             // A HEAD answer's Content-Length must be the body actually sent (none), so that
             // `header_case` finds where the next response starts.
             if head {
-                *r.body_mut() = Full::new(Bytes::new());
+                *r.body_mut() = Full::new(Bytes::new()).boxed();
             }
             Ok::<_, Infallible>(r)
         }

@@ -242,7 +242,12 @@ impl NsSession {
                 Transport::Tcp => self.peer.port(),
                 Transport::HttpGateway => 0,
             };
-            let profile = profile(&account, self.peer.ip(), port, counts.is_some());
+            // The ticket Messenger posts to the web inbox (`auth=` on `Post-URL`) to open it signed in.
+            let mspauth = self
+                .shared
+                .mspauth
+                .issue(&account.email, &account.password_hash);
+            let profile = profile(&account, self.peer.ip(), port, counts.is_some(), mspauth);
             write_payload(out, "MSG", None, &["Hotmail", "Hotmail"], &profile);
         }
         let mail = counts.and_then(|c| self.initial_mail(c, out));
@@ -280,11 +285,14 @@ impl NsSession {
 ///
 /// `EmailEnabled: 1` when the account has a mailbox here: clients then show the inbox and open it
 /// with `URL`. `sid` (507) and `kv` (5) are the values of the `USR … TWN S` challenge.
+/// `MSPAuth` is a signed ticket bound to the account and its password, with a lifetime
+/// (`msgr_web::ticket`): the web inbox signs the client in with it, without a password.
 fn profile(
     account: &msgr_store::Account,
     ip: std::net::IpAddr,
     port: u16,
     email_enabled: bool,
+    mspauth: String,
 ) -> Vec<u8> {
     let id = account.id as u64;
     msgr_proto::mime::Profile {
@@ -305,7 +313,7 @@ fn profile(
         flags: 1027,
         sid: 507,
         kv: 5,
-        mspauth: format!("{}$$", random_hex(32)),
+        mspauth,
         client_ip: ip,
         client_port: port,
     }
