@@ -197,11 +197,12 @@ fn check_session(out: &str) -> Result<()> {
     ensure!(one("EXISTS")? == "'2'", "{out}");
     let fetch = values(out, "FETCH").join("\n");
     ensure!(
-        fetch.contains(r"1 (UID 1 FLAGS (\\Flagged) RFC822.SIZE "),
+        // The session that selects first takes the new messages as \Recent (RFC 3501 §2.3.2).
+        fetch.contains(r"1 (UID 1 FLAGS (\\Recent \\Flagged) RFC822.SIZE "),
         "{fetch}"
     );
     ensure!(
-        fetch.contains("2 (UID 2 FLAGS () RFC822.SIZE 78)"),
+        fetch.contains(r"2 (UID 2 FLAGS (\\Recent) RFC822.SIZE 78)"),
         "{fetch}"
     );
     let structure = values(out, "STRUCT").join("\n");
@@ -231,7 +232,7 @@ fn check_session(out: &str) -> Result<()> {
         sections[3].contains("BODY[]<0>") && data[3] == "'From'",
         "{out}"
     );
-    ensure!(one("UNSEEN2")?.contains("FLAGS ()"), "{out}");
+    ensure!(one("UNSEEN2")?.contains(r"FLAGS (\\Recent)"), "{out}");
     ensure!(one("TEXT")? == r"'just text\r\n'", "{out}");
     ensure!(
         one("SEEN2")?.contains(r"\\Seen"),
@@ -406,6 +407,9 @@ async fn idle_and_concurrent_sessions() -> Result<()> {
         let acked = sent.elapsed();
         let l = a.line().await?;
         ensure!(l == format!("* {n} EXISTS\r\n"), "{l}");
+        // A, the only session looking, takes the new message as \Recent.
+        let l = a.line().await?;
+        ensure!(l == format!("* {n} RECENT\r\n"), "{l}");
         // From the SMTP 250 (the commit) to the untagged EXISTS.
         latencies.push(sent.elapsed().saturating_sub(acked));
     }
@@ -415,7 +419,10 @@ async fn idle_and_concurrent_sessions() -> Result<()> {
     let r = b.cmd("f", "STORE 1 +FLAGS (\\Deleted)").await?;
     ensure!(r.last().unwrap().starts_with("f OK"), "{r:?}");
     let l = a.line().await?;
-    ensure!(l.starts_with("* 1 FETCH (FLAGS (\\Deleted) UID 1"), "{l}");
+    ensure!(
+        l.starts_with("* 1 FETCH (FLAGS (\\Recent \\Deleted) UID 1"),
+        "{l}"
+    );
     let r = b.cmd("e", "EXPUNGE").await?;
     ensure!(r.iter().any(|l| l == "* 1 EXPUNGE\r\n"), "{r:?}");
     let l = a.line().await?;
@@ -676,7 +683,7 @@ async fn condstore_esearch_binary() -> Result<()> {
         .await?;
     ensure!(r.len() == 2, "only message 2 changed: {r:?}");
     ensure!(
-        r[0].starts_with("* 2 FETCH (FLAGS (\\Flagged) MODSEQ ("),
+        r[0].starts_with("* 2 FETCH (FLAGS (\\Recent \\Flagged) MODSEQ ("),
         "{r:?}"
     );
     let r = c
@@ -803,5 +810,477 @@ async fn mbsync_both_ways() -> Result<()> {
     sync().await?;
     let left = [files("new")?, files("cur")?].concat();
     ensure!(left.len() == 2, "{left:?}");
+    Ok(())
+}
+
+/// Appends `msg` to `mailbox` with a LITERAL+ literal.
+async fn append(c: &mut Raw, mailbox: &str, msg: &str) -> Result<()> {
+    c.send(&format!(
+        "ap APPEND {mailbox} {{{}+}}\r\n{msg}\r\n",
+        msg.len()
+    ))
+    .await?;
+    let r = c.until("ap").await?;
+    ensure!(r.last().unwrap().starts_with("ap OK"), "{r:?}");
+    Ok(())
+}
+
+/// The number after `key` in the first line that has it (`HIGHESTMODSEQ 12]`, `MODSEQ (7)`).
+fn number_after(lines: &[String], key: &str) -> Result<u64> {
+    lines
+        .iter()
+        .find_map(|l| l.split_once(key).map(|(_, rest)| rest))
+        .and_then(|rest| {
+            let digits: String = rest
+                .trim_start_matches(['(', ' '])
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .with_context(|| format!("no {key} in {lines:?}"))
+}
+
+/// CONDSTORE and QRESYNC (RFC 7162) through real sockets: another session's flag change and expunge
+/// reach a QRESYNC session as `FETCH … MODSEQ` and `VANISHED` (never `EXPUNGE`); `SEARCH MODSEQ`,
+/// `STATUS HIGHESTMODSEQ`, `UID FETCH … (CHANGEDSINCE n VANISHED)`, a conditional `STORE` that loses
+/// to another session (`MODIFIED`), and a resynchronising `SELECT … (QRESYNC …)` with `[CLOSED]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_and_qresync() -> Result<()> {
+    let server = start(true).await?;
+    let mut a = Raw::login(imap(&server)).await?;
+    let r = a.cmd("c", "CAPABILITY").await?;
+    ensure!(
+        r[0].contains(" CONDSTORE") && r[0].contains(" QRESYNC"),
+        "{r:?}"
+    );
+    for i in 1..=4 {
+        append(
+            &mut a,
+            "INBOX",
+            &format!("Subject: m{i}\r\n\r\nbody {i}\r\n"),
+        )
+        .await?;
+    }
+    let r = a.cmd("e", "ENABLE QRESYNC").await?;
+    ensure!(r[0] == "* ENABLED QRESYNC\r\n", "{r:?}");
+    let r = a.cmd("s", "SELECT INBOX").await?;
+    let uidvalidity = number_after(&r, "[UIDVALIDITY ")?;
+    let h0 = number_after(&r, "[HIGHESTMODSEQ ")?;
+
+    // Session B changes message 2, expunges 3, and changes 1 under A's conditional STORE.
+    let mut b = Raw::login(imap(&server)).await?;
+    b.cmd("s", "SELECT INBOX").await?;
+    let r = a.cmd("m", "UID FETCH 1 (MODSEQ)").await?;
+    let m1 = number_after(&r, "MODSEQ ")?;
+    for (tag, cmd) in [
+        ("f", "UID STORE 2 +FLAGS.SILENT (\\Flagged)"),
+        ("d", "UID STORE 3 +FLAGS.SILENT (\\Deleted)"),
+        ("x", "UID EXPUNGE 3"),
+        ("o", "UID STORE 1 +FLAGS.SILENT ($Other)"),
+    ] {
+        let r = b.cmd(tag, cmd).await?;
+        ensure!(r.last().unwrap().starts_with(&format!("{tag} OK")), "{r:?}");
+    }
+    let r = a
+        .cmd(
+            "u",
+            &format!("UID STORE 1 (UNCHANGEDSINCE {m1}) +FLAGS.SILENT (\\Seen)"),
+        )
+        .await?;
+    // The refresh before the command already told A about the others' changes.
+    ensure!(
+        r.iter().any(|l| l == "* VANISHED 3\r\n"),
+        "QRESYNC says VANISHED: {r:?}"
+    );
+    ensure!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+    ensure!(
+        r.iter()
+            .any(|l| l.starts_with("* 2 FETCH (FLAGS (\\Recent \\Flagged) UID 2 MODSEQ (")),
+        "{r:?}"
+    );
+    ensure!(
+        r.last().unwrap().starts_with("u OK [MODIFIED 1]"),
+        "message 1 changed after {m1}: {r:?}"
+    );
+
+    let r = b.cmd("st", "STATUS INBOX (HIGHESTMODSEQ MESSAGES)").await?;
+    let highest = number_after(&r, "HIGHESTMODSEQ ")?;
+    ensure!(r[0].contains("MESSAGES 3"), "{r:?}");
+    ensure!(highest > h0, "{r:?}");
+    // SEARCH MODSEQ: the messages changed at or after the first change, with the highest modseq found.
+    let r = a.cmd("q", &format!("UID SEARCH MODSEQ {}", h0 + 1)).await?;
+    ensure!(
+        r[0].starts_with("* SEARCH 1 2 (MODSEQ ") && !r[0].contains(" 4 "),
+        "{r:?}"
+    );
+    let r = a
+        .cmd("q2", &format!("UID SEARCH NOT MODSEQ {}", h0 + 1))
+        .await?;
+    ensure!(r[0].starts_with("* SEARCH 4"), "{r:?}");
+    // UID FETCH with VANISHED: the expunged UID and the changed messages since h0.
+    let r = a
+        .cmd(
+            "v",
+            &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)"),
+        )
+        .await?;
+    ensure!(r[0] == "* VANISHED (EARLIER) 3\r\n", "{r:?}");
+    ensure!(r.len() == 4, "VANISHED, UIDs 1 and 2, OK: {r:?}");
+    // VANISHED needs QRESYNC enabled.
+    let r = b
+        .cmd(
+            "v",
+            &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)"),
+        )
+        .await?;
+    ensure!(r.last().unwrap().starts_with("v BAD"), "{r:?}");
+    let r = b
+        .cmd(
+            "s2",
+            &format!("SELECT INBOX (QRESYNC ({uidvalidity} {h0}))"),
+        )
+        .await?;
+    ensure!(r.last().unwrap().starts_with("s2 BAD"), "{r:?}");
+
+    // A client that knew the mailbox at h0 resynchronises in one SELECT.
+    let mut c = Raw::login(imap(&server)).await?;
+    c.cmd("e", "ENABLE QRESYNC").await?;
+    c.cmd("s", "SELECT Sent").await?;
+    let r = c
+        .cmd(
+            "r",
+            &format!("SELECT INBOX (QRESYNC ({uidvalidity} {h0} 1:4))"),
+        )
+        .await?;
+    ensure!(r[0].starts_with("* OK [CLOSED]"), "{r:?}");
+    ensure!(r.iter().any(|l| l == "* VANISHED (EARLIER) 3\r\n"), "{r:?}");
+    let fetches: Vec<&String> = r.iter().filter(|l| l.contains(" FETCH ")).collect();
+    ensure!(fetches.len() == 2, "UIDs 1 and 2 changed: {r:?}");
+    ensure!(
+        fetches[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ("),
+        "{r:?}"
+    );
+    // Known UIDs limit VANISHED; a stale UIDVALIDITY gets no resync data at all.
+    let r = c
+        .cmd(
+            "r2",
+            &format!("SELECT INBOX (QRESYNC ({uidvalidity} {h0} 1:2,4))"),
+        )
+        .await?;
+    ensure!(!r.iter().any(|l| l.contains("VANISHED")), "{r:?}");
+    let r = c
+        .cmd(
+            "r3",
+            &format!("SELECT INBOX (QRESYNC ({} {h0}))", uidvalidity + 1),
+        )
+        .await?;
+    ensure!(
+        !r.iter()
+            .any(|l| l.contains("VANISHED") || l.contains("FETCH")),
+        "{r:?}"
+    );
+    for s in [&mut a, &mut b, &mut c] {
+        s.cmd("z", "LOGOUT").await?;
+    }
+    Ok(())
+}
+
+/// BINARY (RFC 3516): `APPEND` with `~{n}` (and `~{n+}`) literals carrying NULs, which plain `{n}`
+/// literals may not; `BINARY.SIZE`, `BINARY.PEEK` (no `\Seen`) and `BINARY` (sets `\Seen`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_append_and_fetch() -> Result<()> {
+    let server = start(true).await?;
+    let mut c = Raw::login(imap(&server)).await?;
+    let r = c.cmd("c", "CAPABILITY").await?;
+    ensure!(r[0].contains(" BINARY"), "{r:?}");
+    let msg = "Subject: bin\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\nA\0B\0C\r\n";
+    // A synchronising literal8: the server asks for it with `+`.
+    c.send(&format!(
+        "a1 APPEND INBOX (\\Flagged) ~{{{}}}\r\n",
+        msg.len()
+    ))
+    .await?;
+    ensure!(c.line().await?.starts_with("+ "));
+    c.send(&format!("{msg}\r\n")).await?;
+    let r = c.until("a1").await?;
+    ensure!(r.last().unwrap().starts_with("a1 OK [APPENDUID"), "{r:?}");
+    // LITERAL+ with literal8.
+    c.send(&format!("a2 APPEND INBOX ~{{{}+}}\r\n{msg}\r\n", msg.len()))
+        .await?;
+    let r = c.until("a2").await?;
+    ensure!(r.last().unwrap().starts_with("a2 OK [APPENDUID"), "{r:?}");
+    // NUL in an ordinary literal is a syntax error (RFC 3501 CHAR8).
+    c.send(&format!("a3 APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()))
+        .await?;
+    let r = c.until("a3").await?;
+    ensure!(r.last().unwrap().starts_with("a3 BAD"), "{r:?}");
+
+    let r = c.cmd("s", "SELECT INBOX").await?;
+    ensure!(r.iter().any(|l| l == "* 2 EXISTS\r\n"), "{r:?}");
+    let r = c
+        .cmd("f", "FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1] FLAGS)")
+        .await?;
+    ensure!(
+        r[0] == "* 1 FETCH (BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\n",
+        "{r:?}"
+    );
+    ensure!(r[1] == "A\0B\0C\r\n", "{r:?}");
+    ensure!(
+        r[2] == " FLAGS (\\Recent \\Flagged))\r\n",
+        "PEEK leaves \\Seen: {r:?}"
+    );
+    let r = c.cmd("g", "FETCH 2 (BINARY[1])").await?;
+    ensure!(
+        r.iter().any(|l| l == " FLAGS (\\Recent \\Seen))\r\n"),
+        "BINARY sets \\Seen: {r:?}"
+    );
+    c.cmd("z", "LOGOUT").await?;
+    Ok(())
+}
+
+/// `AUTHENTICATE LOGIN` with the same rules as PLAIN: over a plaintext socket only when allowed, with
+/// or without SASL-IR, wrong passwords refused; and Python's imaplib driving it through its own SASL code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticate_login() -> Result<()> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let server = start(false).await?;
+    let mut c = Raw::connect(imap(&server)).await?;
+    let r = c.cmd("l", "AUTHENTICATE LOGIN").await?;
+    ensure!(
+        r.last().unwrap().starts_with("l NO [PRIVACYREQUIRED]"),
+        "{r:?}"
+    );
+
+    let server = start(true).await?;
+    let mut c = Raw::connect(imap(&server)).await?;
+    let r = c.cmd("c", "CAPABILITY").await?;
+    ensure!(r[0].contains(" AUTH=LOGIN"), "{r:?}");
+    c.send("a AUTHENTICATE LOGIN\r\n").await?;
+    ensure!(c.line().await? == format!("+ {}\r\n", b64("Username:")));
+    c.send(&format!("{}\r\n", b64(ALICE))).await?;
+    ensure!(c.line().await? == format!("+ {}\r\n", b64("Password:")));
+    c.send(&format!("{}\r\n", b64("wrong"))).await?;
+    let r = c.until("a").await?;
+    ensure!(
+        r.last().unwrap().starts_with("a NO [AUTHENTICATIONFAILED]"),
+        "{r:?}"
+    );
+    c.send("b AUTHENTICATE LOGIN\r\n").await?;
+    c.line().await?;
+    c.send("*\r\n").await?;
+    let r = c.until("b").await?;
+    ensure!(r.last().unwrap().starts_with("b BAD"), "cancelled: {r:?}");
+    // SASL-IR: the user name comes with the command.
+    c.send(&format!("i AUTHENTICATE LOGIN {}\r\n", b64(ALICE)))
+        .await?;
+    ensure!(c.line().await? == format!("+ {}\r\n", b64("Password:")));
+    c.send(&format!("{}\r\n", b64(PASSWORD))).await?;
+    let r = c.until("i").await?;
+    ensure!(r.last().unwrap().starts_with("i OK"), "{r:?}");
+
+    let script = r#"
+import imaplib, sys
+host, port, user, password = sys.argv[1:5]
+M = imaplib.IMAP4(host, int(port))
+answers = [user, password]
+typ, data = M.authenticate("LOGIN", lambda challenge: answers.pop(0))
+print(typ, len(answers))
+typ, data = M.select("INBOX")
+print(typ)
+M.logout()
+"#;
+    let addr = imap(&server);
+    let out = tokio::time::timeout(
+        TIMEOUT * 2,
+        tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args([
+                &addr.ip().to_string(),
+                &addr.port().to_string(),
+                ALICE,
+                PASSWORD,
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        stdout == "OK 0\nOK\n",
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// `\Recent` (RFC 3501 §2.3.2): a message is recent in exactly one session, the first to select the
+/// mailbox read-write (or to notice the message while it has it selected); EXAMINE sees recent
+/// messages without taking them; `RECENT` in SELECT and STATUS, `\Recent` in FLAGS, `SEARCH RECENT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_belongs_to_one_session() -> Result<()> {
+    let server = start(true).await?;
+    let smtp = server.addrs.mail.smtp.unwrap();
+    smtp_send(smtp, ALICE, "one").await?;
+    smtp_send(smtp, ALICE, "two").await?;
+    let mut a = Raw::login(imap(&server)).await?;
+    let mut b = Raw::login(imap(&server)).await?;
+    let mut c = Raw::login(imap(&server)).await?;
+    let r = c.cmd("st", "STATUS INBOX (RECENT MESSAGES)").await?;
+    ensure!(r[0].contains("RECENT 2"), "{r:?}");
+    // EXAMINE shows them as recent but leaves them recent.
+    let r = c.cmd("x", "EXAMINE INBOX").await?;
+    ensure!(r.iter().any(|l| l == "* 2 RECENT\r\n"), "{r:?}");
+    let r = a.cmd("s", "SELECT INBOX").await?;
+    ensure!(r.iter().any(|l| l == "* 2 RECENT\r\n"), "{r:?}");
+    let r = a.cmd("f", "FETCH 1 (FLAGS)").await?;
+    ensure!(r[0] == "* 1 FETCH (FLAGS (\\Recent))\r\n", "{r:?}");
+    let r = b.cmd("s", "SELECT INBOX").await?;
+    ensure!(r.iter().any(|l| l == "* 0 RECENT\r\n"), "{r:?}");
+    let r = b.cmd("f", "FETCH 1 (FLAGS)").await?;
+    ensure!(r[0] == "* 1 FETCH (FLAGS ())\r\n", "{r:?}");
+    let r = b.cmd("st", "STATUS INBOX (RECENT)").await?;
+    ensure!(r[0].contains("RECENT 0"), "{r:?}");
+    // New mail: the first session to notice it takes it.
+    smtp_send(smtp, ALICE, "three").await?;
+    let r = b.cmd("n", "NOOP").await?;
+    ensure!(
+        r.iter().any(|l| l == "* 3 EXISTS\r\n") && r.iter().any(|l| l == "* 1 RECENT\r\n"),
+        "{r:?}"
+    );
+    let r = a.cmd("n", "NOOP").await?;
+    ensure!(
+        r.iter().any(|l| l == "* 3 EXISTS\r\n") && r.iter().any(|l| l == "* 2 RECENT\r\n"),
+        "A keeps its two, not the third: {r:?}"
+    );
+    let r = a.cmd("q", "SEARCH RECENT").await?;
+    ensure!(r[0] == "* SEARCH 1 2\r\n", "{r:?}");
+    let r = b.cmd("q", "UID SEARCH NEW").await?;
+    ensure!(r[0] == "* SEARCH 3\r\n", "{r:?}");
+    let r = a.cmd("q2", "SEARCH OLD").await?;
+    ensure!(r[0] == "* SEARCH 3\r\n", "{r:?}");
+    for s in [&mut a, &mut b, &mut c] {
+        s.cmd("z", "LOGOUT").await?;
+    }
+    Ok(())
+}
+
+/// RFC 3501 §6.3.4 and §6.3.5: deleting a folder with inferiors empties it and leaves a `\Noselect`
+/// name; a `\Noselect` name with inferiors cannot be deleted; `CREATE` brings it back; `RENAME` takes
+/// the inferiors along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_inferiors_and_rename_children() -> Result<()> {
+    let server = start(true).await?;
+    let mut c = Raw::login(imap(&server)).await?;
+    for (tag, cmd) in [("c1", "CREATE Work/Projects/2026"), ("c2", "CREATE Solo")] {
+        let r = c.cmd(tag, cmd).await?;
+        ensure!(r.last().unwrap().starts_with(&format!("{tag} OK")), "{r:?}");
+    }
+    append(&mut c, "Work", "Subject: w\r\n\r\nw\r\n").await?;
+    let r = c.cmd("d", "DELETE Work").await?;
+    ensure!(r.last().unwrap().starts_with("d OK"), "{r:?}");
+    let r = c.cmd("l", "LIST \"\" \"Work*\"").await?;
+    ensure!(
+        r[0] == "* LIST (\\HasChildren \\Noselect) \"/\" \"Work\"\r\n",
+        "{r:?}"
+    );
+    ensure!(
+        r.len() == 4,
+        "Work, Work/Projects, Work/Projects/2026: {r:?}"
+    );
+    for (tag, cmd, want) in [
+        ("s", "SELECT Work", "s NO"),
+        ("t", "STATUS Work (MESSAGES)", "t NO"),
+        ("a", "APPEND Work {1+}\r\nx", "a NO [TRYCREATE]"),
+        ("d2", "DELETE Work", "d2 NO"),
+    ] {
+        let r = c.cmd(tag, cmd).await?;
+        ensure!(r.last().unwrap().starts_with(want), "{cmd}: {r:?}");
+    }
+    // RENAME moves every inferior with the name.
+    let r = c.cmd("r", "RENAME Work Archive").await?;
+    ensure!(r.last().unwrap().starts_with("r OK"), "{r:?}");
+    let r = c.cmd("l2", "LIST \"\" \"*\"").await?;
+    let names: Vec<&str> = r
+        .iter()
+        .filter_map(|l| l.strip_prefix("* LIST "))
+        .filter_map(|l| l.rsplit(' ').next())
+        .collect();
+    ensure!(
+        names.contains(&"\"Archive\"\r\n")
+            && names.contains(&"\"Archive/Projects\"\r\n")
+            && names.contains(&"\"Archive/Projects/2026\"\r\n")
+            && !names.iter().any(|n| n.starts_with("\"Work")),
+        "{r:?}"
+    );
+    // Without inferiors the placeholder can go; a leaf folder is simply deleted.
+    for (tag, cmd) in [
+        ("d3", "DELETE Archive/Projects/2026"),
+        ("d4", "DELETE Archive/Projects"),
+        ("d5", "DELETE Archive"),
+        ("d6", "DELETE Solo"),
+    ] {
+        let r = c.cmd(tag, cmd).await?;
+        ensure!(
+            r.last().unwrap().starts_with(&format!("{tag} OK")),
+            "{cmd}: {r:?}"
+        );
+    }
+    let r = c.cmd("l3", "LIST \"\" \"*\"").await?;
+    ensure!(r.len() == 6, "only the five standard folders: {r:?}");
+    // CREATE makes a placeholder a real (empty) folder again.
+    c.cmd("c3", "CREATE Team/Docs").await?;
+    append(&mut c, "Team", "Subject: t\r\n\r\nt\r\n").await?;
+    c.cmd("d7", "DELETE Team").await?;
+    let r = c.cmd("c4", "CREATE Team").await?;
+    ensure!(r.last().unwrap().starts_with("c4 OK"), "{r:?}");
+    let r = c.cmd("s2", "SELECT Team").await?;
+    ensure!(r.iter().any(|l| l == "* 0 EXISTS\r\n"), "{r:?}");
+    ensure!(r.last().unwrap().starts_with("s2 OK"), "{r:?}");
+    c.cmd("z", "LOGOUT").await?;
+    Ok(())
+}
+
+/// Message sequence numbers beyond the last message (and `*` in an empty mailbox) are `BAD` for
+/// FETCH, STORE, COPY and MOVE; UID forms naming nothing are `OK` with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequence_numbers_beyond_the_last_message() -> Result<()> {
+    let server = start(true).await?;
+    let mut c = Raw::login(imap(&server)).await?;
+    c.cmd("s", "SELECT INBOX").await?;
+    for (tag, cmd, want) in [
+        ("e1", "FETCH 1 (FLAGS)", "e1 BAD"),
+        ("e2", "FETCH * (FLAGS)", "e2 BAD"),
+        ("e3", "FETCH 1:* (FLAGS)", "e3 BAD"),
+        ("e4", "STORE 1 +FLAGS (\\Seen)", "e4 BAD"),
+        ("e5", "COPY 1 Sent", "e5 BAD"),
+        ("e6", "UID FETCH 1:* (FLAGS)", "e6 OK"),
+        ("e7", "UID STORE * +FLAGS (\\Seen)", "e7 OK"),
+        ("e8", "UID COPY 1:* Sent", "e8 OK"),
+    ] {
+        let r = c.cmd(tag, cmd).await?;
+        ensure!(r.len() == 1 && r[0].starts_with(want), "{cmd}: {r:?}");
+    }
+    for i in 1..=2 {
+        append(&mut c, "INBOX", &format!("Subject: {i}\r\n\r\n{i}\r\n")).await?;
+    }
+    for (tag, cmd, want) in [
+        ("f1", "FETCH 3 (FLAGS)", "f1 BAD"),
+        ("f2", "FETCH 2:3 (FLAGS)", "f2 BAD"),
+        ("f3", "STORE 1,5 +FLAGS (\\Seen)", "f3 BAD"),
+        ("f4", "MOVE 3 Sent", "f4 BAD"),
+        ("f5", "UID FETCH 99 (FLAGS)", "f5 OK"),
+        ("f6", "UID MOVE 3:99 Sent", "f6 OK"),
+    ] {
+        let r = c.cmd(tag, cmd).await?;
+        ensure!(r.len() == 1 && r[0].starts_with(want), "{cmd}: {r:?}");
+    }
+    let r = c.cmd("g", "FETCH 1:* (UID)").await?;
+    ensure!(r.len() == 3, "{r:?}");
+    let r = c.cmd("g2", "FETCH 2:* (UID)").await?;
+    ensure!(r[0] == "* 2 FETCH (UID 2)\r\n" && r.len() == 2, "{r:?}");
+    c.cmd("z", "LOGOUT").await?;
     Ok(())
 }

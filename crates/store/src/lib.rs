@@ -313,7 +313,7 @@ impl MailStore for Store {
         delegate!(self, s => s.expunged_since(folder_id, since))
     }
 
-    fn claim_recent(&self, folder_id: i64) -> Result<Option<u32>> {
+    fn claim_recent(&self, folder_id: i64) -> Result<Option<(u32, u32)>> {
         delegate!(self, s => s.claim_recent(folder_id))
     }
 

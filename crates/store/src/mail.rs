@@ -372,10 +372,10 @@ pub trait MailStore: Send + Sync {
     /// UIDs expunged from a folder after mod-sequence `since` (QRESYNC's `VANISHED (EARLIER)`), ascending.
     fn expunged_since(&self, folder_id: i64, since: u64) -> crate::Result<Vec<u32>>;
 
-    /// Takes the folder's recent messages for one session (RFC 3501 §2.3.2): returns the first recent UID
-    /// before the call and moves it to UIDNEXT, so the caller's messages from that UID up are `\Recent` for it
-    /// and for no other session. `None` if the folder is gone.
-    fn claim_recent(&self, folder_id: i64) -> crate::Result<Option<u32>>;
+    /// Takes the folder's recent messages for one session (RFC 3501 §2.3.2): returns `(first, uidnext)`,
+    /// the first recent UID before the call and the UIDNEXT it moved to, so the messages with UIDs in
+    /// `first..uidnext` are `\Recent` for the caller and for no other session. `None` if the folder is gone.
+    fn claim_recent(&self, folder_id: i64) -> crate::Result<Option<(u32, u32)>>;
 
     /// Makes a user folder a `\Noselect` placeholder (`true`: its messages are removed) or a real folder again
     /// (`false`). The standard folders cannot become placeholders.

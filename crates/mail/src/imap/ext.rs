@@ -1,7 +1,9 @@
 //! The extension syntax imap-codec 1.0 does not parse, handled before it: `ID` (RFC 2971), `NAMESPACE`
 //! (RFC 2342), `UID EXPUNGE` (UIDPLUS, RFC 4315), `SEARCH RETURN (…)` (ESEARCH, RFC 4731), CONDSTORE's
 //! `SELECT … (CONDSTORE)`, `FETCH … (CHANGEDSINCE n)`, the `MODSEQ` fetch item and `STORE …
-//! (UNCHANGEDSINCE n)` (RFC 7162), and `BINARY[…]` fetch items (RFC 3516).
+//! (UNCHANGEDSINCE n)` and the `MODSEQ` search key (RFC 7162), QRESYNC's `SELECT … (QRESYNC (…))` and
+//! `FETCH … (CHANGEDSINCE n VANISHED)`, and BINARY's fetch items and `APPEND` with a `~{n}` literal
+//! (RFC 3516).
 //!
 //! Commands of their own are recognised here; modifiers are cut out of the command line and remembered in
 //! [`Extras`], and the rest goes to imap-codec as plain RFC 3501. Only the first line is rewritten (the
@@ -35,10 +37,34 @@ pub enum Binary {
     Size,
 }
 
+/// QRESYNC's `SELECT` parameter (RFC 7162 §3.2.5): what the client knew of the mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qresync {
+    pub uidvalidity: u32,
+    pub modseq: u64,
+    /// The UIDs the client has; `VANISHED (EARLIER)` names only these. (The optional sequence-match
+    /// data is not needed: the store keeps every expunged UID.)
+    pub known_uids: Option<SequenceSet>,
+}
+
+/// The keyword a `MODSEQ n` search key is rewritten to, so that it keeps its place inside `OR`/`NOT`;
+/// [`Extras::search_modseq`] says the search has such keys (a real keyword of this name is then read
+/// as `MODSEQ`, an accepted ambiguity: no client uses it).
+pub const MODSEQ_KEYWORD: &str = "MSGR-MODSEQ-";
+
 /// Modifiers cut out of a command.
 #[derive(Debug, Default)]
 pub struct Extras {
     pub condstore: bool,
+    /// `SELECT`/`EXAMINE` with `(QRESYNC (…))`.
+    pub qresync: Option<Qresync>,
+    /// `FETCH … (CHANGEDSINCE n VANISHED)`.
+    pub vanished: bool,
+    /// `SEARCH` had `MODSEQ` keys (rewritten to [`MODSEQ_KEYWORD`]`n`).
+    pub search_modseq: bool,
+    /// `APPEND` with a `~{n}` literal (literal8, RFC 3516): the message, which may hold NULs that
+    /// imap-codec's literals refuse. The command it parses carries an empty literal instead.
+    pub literal8: Option<Vec<u8>>,
     pub esearch: Option<Return>,
     pub fetch_modseq: bool,
     pub changed_since: Option<u64>,
@@ -110,19 +136,27 @@ pub fn pre(raw: &[u8]) -> Pre {
     };
     let mut line = body.to_owned();
     let rewritten = match command {
-        "SELECT" | "EXAMINE" => {
-            let upper = line.to_ascii_uppercase();
-            if upper.ends_with(" (CONDSTORE)") {
-                line.truncate(line.len() - " (CONDSTORE)".len());
-                extras.condstore = true;
+        "SELECT" | "EXAMINE" => match select_params(&line) {
+            Some((at, condstore, qresync)) => {
+                line.truncate(at);
+                extras.condstore = condstore;
+                extras.qresync = qresync;
                 true
-            } else {
-                false
             }
+            None => false,
+        },
+        "APPEND" if verb == "APPEND" => {
+            if let Some((cut, data)) = literal8(body, &raw[first_end..]) {
+                line.truncate(cut);
+                line.push_str("{0}\r\n\r\n");
+                extras.literal8 = Some(data.to_vec());
+                return codec(Some(line.into_bytes()), extras);
+            }
+            false
         }
         "SEARCH" => {
             let upper = line.to_ascii_uppercase();
-            match upper.find(" SEARCH RETURN (") {
+            let returns = match upper.find(" SEARCH RETURN (") {
                 Some(at) => {
                     let open = at + " SEARCH RETURN (".len();
                     match upper[open..].find(')') {
@@ -150,7 +184,9 @@ pub fn pre(raw: &[u8]) -> Pre {
                     }
                 }
                 None => false,
-            }
+            };
+            // Not `||`: both rewrites apply.
+            returns | rewrite_search_modseq(&mut line, &mut extras)
         }
         "FETCH" => rewrite_fetch(&mut line, &mut extras),
         "LIST" if verb == "LIST" => rewrite_list(&mut line, &mut extras),
@@ -183,6 +219,139 @@ pub fn pre(raw: &[u8]) -> Pre {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&raw[first_end..]);
     codec(Some(out), extras)
+}
+
+/// `SELECT`/`EXAMINE` parameters at the end of the line (RFC 7162 §3.1.8, §3.2.5): where they start,
+/// `CONDSTORE`, and `QRESYNC (uidvalidity modseq [known-uids [seq-match]])`. `None` if there are none
+/// or they do not parse (imap-codec then refuses the line).
+fn select_params(line: &str) -> Option<(usize, bool, Option<Qresync>)> {
+    let upper = line.to_ascii_uppercase();
+    let at = [" (CONDSTORE", " (QRESYNC"]
+        .iter()
+        .filter_map(|p| upper.find(p))
+        .min()?;
+    let inner = upper.get(at + 2..)?.strip_suffix(')')?;
+    let mut condstore = false;
+    let mut qresync = None;
+    let mut rest = inner.trim_start();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("CONDSTORE") {
+            condstore = true;
+            rest = r.trim_start();
+        } else if let Some(r) = rest.strip_prefix("QRESYNC (") {
+            let close = r.find(['(', ')'])?;
+            let (head, mut tail) = r.split_at(close);
+            // The optional sequence-match data `(seqs uids)` nests one level.
+            if tail.starts_with('(') {
+                tail = &tail[tail.find(')')? + 1..];
+                tail = tail.trim_start().strip_prefix(')')?;
+            } else {
+                tail = &tail[1..];
+            }
+            let mut w = head.split(' ').filter(|w| !w.is_empty());
+            let uidvalidity: u32 = w.next()?.parse().ok().filter(|&v| v > 0)?;
+            let modseq: u64 = w.next()?.parse().ok()?;
+            let known_uids = match w.next() {
+                Some(set) => Some(SequenceSet::try_from(set).ok()?),
+                None => None,
+            };
+            if w.next().is_some() {
+                return None;
+            }
+            qresync = Some(Qresync {
+                uidvalidity,
+                modseq,
+                known_uids,
+            });
+            rest = tail.trim_start();
+        } else {
+            return None;
+        }
+    }
+    Some((at, condstore, qresync))
+}
+
+/// `APPEND mailbox [flags] [date] ~{n}` or `~{n+}` (RFC 3516 §4.4, literal8) with exactly the message
+/// after the line: where the literal announcement starts, and the message.
+fn literal8<'r>(line: &str, after: &'r [u8]) -> Option<(usize, &'r [u8])> {
+    let open = line.rfind("~{")?;
+    let digits = line[open + 2..].strip_suffix('}')?;
+    let digits = digits.strip_suffix('+').unwrap_or(digits);
+    let n: usize = digits.parse().ok()?;
+    let data = after.get(..n)?;
+    matches!(&after[n..], b"\r\n" | b"\n").then_some((open, data))
+}
+
+/// CONDSTORE's `MODSEQ [entry-name entry-type] n` search key (RFC 7162 §3.1.5), anywhere outside
+/// quoted strings, becomes the keyword [`MODSEQ_KEYWORD`]`n` (entry names are not kept per flag here,
+/// so they are read and ignored: every change counts).
+fn rewrite_search_modseq(line: &mut String, extras: &mut Extras) -> bool {
+    let mut changed = false;
+    let mut from = 0;
+    loop {
+        let bytes = line.as_bytes();
+        let mut quoted = false;
+        let mut found = None;
+        let mut i = from;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                _ if !quoted
+                    && matches!(bytes.get(i.wrapping_sub(1)), Some(b' ' | b'('))
+                    && bytes.len() >= i + 7
+                    && bytes[i..i + 7].eq_ignore_ascii_case(b"MODSEQ ") =>
+                {
+                    found = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        let Some(start) = found else {
+            return changed;
+        };
+        let mut j = start + 7;
+        if bytes.get(j) == Some(&b'"') {
+            // entry-name (a quoted string) and entry-type-req (`priv`, `shared`, `all`).
+            j += 1;
+            while j < bytes.len() && bytes[j] != b'"' {
+                if bytes[j] == b'\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            j += 1;
+            let skip_spaces = |mut k: usize| {
+                while bytes.get(k) == Some(&b' ') {
+                    k += 1;
+                }
+                k
+            };
+            j = skip_spaces(j);
+            while j < bytes.len() && bytes[j] != b' ' {
+                j += 1;
+            }
+            j = skip_spaces(j);
+        }
+        let Some(tail) = line.get(j..) else {
+            return changed;
+        };
+        let digits = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let Ok(n) = tail[..digits].parse::<u64>() else {
+            return changed;
+        };
+        let digits_end = j + digits;
+        let replacement = format!("KEYWORD {MODSEQ_KEYWORD}{n}");
+        line.replace_range(start..digits_end, &replacement);
+        from = start + replacement.len();
+        extras.search_modseq = true;
+        extras.fetch_modseq = true;
+        changed = true;
+    }
 }
 
 fn codec(line: Option<Vec<u8>>, extras: Extras) -> Pre {
@@ -227,8 +396,12 @@ fn rewrite_fetch(line: &mut String, extras: &mut Extras) -> bool {
         let start = at + " (CHANGEDSINCE ".len();
         if let Some(end) = upper[start..].find(')') {
             let arg = &upper[start..start + end];
-            // `CHANGEDSINCE n` possibly followed by `VANISHED` (QRESYNC, not offered): take the number.
-            if let Some(n) = arg.split(' ').next().and_then(|n| n.parse().ok()) {
+            // `CHANGEDSINCE n`, possibly with QRESYNC's `VANISHED`.
+            let mut args = arg.split(' ').filter(|a| !a.is_empty());
+            let n = args.next().and_then(|n| n.parse().ok());
+            let vanished = args.clone().any(|a| a == "VANISHED");
+            if let (Some(n), true) = (n, args.all(|a| a == "VANISHED")) {
+                extras.vanished = vanished;
                 extras.changed_since = Some(n);
                 extras.fetch_modseq = true;
                 line.replace_range(at..start + end + 1, "");
@@ -384,6 +557,38 @@ mod tests {
         assert_eq!(l, "a LIST \"\" \"*\"\r\n");
         let (l, _) = rewritten("a FETCH 1 (BODY[HEADER.FIELDS (MODSEQ)])\r\n");
         assert_eq!(l, "a FETCH 1 (BODY[HEADER.FIELDS (MODSEQ)])\r\n");
+        let (l, e) = rewritten(
+            "a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n",
+        );
+        assert_eq!(l, "a SELECT INBOX\r\n");
+        let q = e.qresync.unwrap();
+        assert_eq!((q.uidvalidity, q.modseq), (67890007, 20050715194045000));
+        assert!(q.known_uids.is_some());
+        let (l, e) = rewritten("a EXAMINE \"A B\" (CONDSTORE QRESYNC (1 2 1:9 (1,4 10,40)))\r\n");
+        assert_eq!(l, "a EXAMINE \"A B\"\r\n");
+        assert!(e.condstore && e.qresync.is_some());
+        // A QRESYNC parameter that does not parse is left for imap-codec to refuse.
+        let (l, e) = rewritten("a SELECT INBOX (QRESYNC (0 2))\r\n");
+        assert_eq!(l, "a SELECT INBOX (QRESYNC (0 2))\r\n");
+        assert!(e.qresync.is_none());
+        let (l, e) = rewritten("a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 9 VANISHED)\r\n");
+        assert_eq!(l, "a UID FETCH 1:* (FLAGS)\r\n");
+        assert!(e.vanished && e.changed_since == Some(9));
+        let (l, e) = rewritten(
+            "a SEARCH OR MODSEQ \"/flags/\\\\draft\" all 620 NOT MODSEQ 7 SUBJECT \"MODSEQ 5\"\r\n",
+        );
+        assert_eq!(
+            l,
+            "a SEARCH OR KEYWORD MSGR-MODSEQ-620 NOT KEYWORD MSGR-MODSEQ-7 SUBJECT \"MODSEQ 5\"\r\n"
+        );
+        assert!(e.search_modseq);
+        match pre(b"a APPEND INBOX (\\Seen) ~{3+}\r\n\0\x01\x02\r\n") {
+            Pre::Codec { line, extras } => {
+                assert_eq!(line.unwrap(), b"a APPEND INBOX (\\Seen) {0}\r\n\r\n");
+                assert_eq!(extras.literal8.unwrap(), b"\0\x01\x02");
+            }
+            Pre::Own { .. } => panic!("own command"),
+        }
         let (l, _) = rewritten("a FETCH 1 (BODY.PEEK[HEADER.FIELDS (Ünïcode)] MODSEQ)\r\n");
         assert_eq!(l, "a FETCH 1 (BODY.PEEK[HEADER.FIELDS (Ünïcode)])\r\n");
     }

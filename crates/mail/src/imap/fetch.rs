@@ -7,8 +7,8 @@
 
 use super::ext::{Binary, Extras};
 use super::mime::{self, Part};
-use super::session::{Flow, Session, FLUSH_AT};
-use super::write::{flag_list, internal_date, literal};
+use super::session::{flag_list_recent, Flow, Session, FLUSH_AT};
+use super::write::{internal_date, literal};
 use base64::Engine;
 use imap_codec::imap_types::bounded_static::IntoBoundedStatic;
 use imap_codec::imap_types::fetch::{
@@ -129,18 +129,19 @@ where
             bytes += sel.msgs[targets[end]].meta.size;
             end += 1;
         }
-        let chunk: Vec<(u32, MessageMeta)> = targets[start..end]
+        let chunk: Vec<(u32, MessageMeta, bool)> = targets[start..end]
             .iter()
             .map(|&i| {
                 (
                     u32::try_from(i + 1).unwrap_or(u32::MAX),
                     sel.msgs[i].meta.clone(),
+                    sel.msgs[i].recent,
                 )
             })
             .collect();
         start = end;
         let raws: Vec<Option<Vec<u8>>> = if want_raw {
-            let uids: Vec<u32> = chunk.iter().map(|(_, m)| m.uid).collect();
+            let uids: Vec<u32> = chunk.iter().map(|(_, m, _)| m.uid).collect();
             match session
                 .blocking(move |s| {
                     uids.iter()
@@ -159,7 +160,7 @@ where
         } else {
             vec![None; chunk.len()]
         };
-        for ((seq, meta), raw) in chunk.iter().zip(raws) {
+        for ((seq, meta, recent), raw) in chunk.iter().zip(raws) {
             // Expunged between the listing and the read: nothing to say about it.
             if want_raw && raw.is_none() {
                 continue;
@@ -189,6 +190,7 @@ where
                     out,
                     item,
                     meta,
+                    *recent,
                     &raw,
                     root.as_ref(),
                     extras,
@@ -198,7 +200,7 @@ where
             if !want_flags && newly_seen.contains(&meta.uid) {
                 sep(out);
                 out.extend_from_slice(b"FLAGS ");
-                flag_list(out, meta.flags, &meta.keywords);
+                flag_list_recent(out, meta.flags, &meta.keywords, *recent);
             }
             if want_modseq {
                 sep(out);
@@ -217,10 +219,12 @@ where
     Flow::Continue
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_item(
     out: &mut Vec<u8>,
     item: &MessageDataItemName<'_>,
     meta: &MessageMeta,
+    recent: bool,
     raw: &[u8],
     root: Option<&Part<'_>>,
     extras: &Extras,
@@ -229,7 +233,7 @@ fn write_item(
     match item {
         MessageDataItemName::Flags => {
             out.extend_from_slice(b"FLAGS ");
-            flag_list(out, meta.flags, &meta.keywords);
+            flag_list_recent(out, meta.flags, &meta.keywords, recent);
         }
         MessageDataItemName::InternalDate => {
             out.extend_from_slice(b"INTERNALDATE ");

@@ -1,7 +1,12 @@
 //! Folder commands (RFC 3501 §6.3): `SELECT`/`EXAMINE`, `CREATE`, `DELETE`, `RENAME`, `SUBSCRIBE`/
 //! `UNSUBSCRIBE`, `LIST`/`LSUB` (with LIST-EXTENDED's selection options), `STATUS`, `APPEND`.
 
-use super::session::{split_flags, Flow, Msg, Selected, Session, State, DELIMITER};
+use super::ext::Extras;
+use super::messages::compact_set;
+use super::search;
+use super::session::{
+    flag_list_recent, split_flags, Flow, Msg, Selected, Session, State, DELIMITER,
+};
 use super::write::mailbox as write_mailbox;
 use crate::LookupError;
 use imap_codec::imap_types::flag::Flag;
@@ -16,16 +21,29 @@ impl Session {
         tag: &str,
         name: &str,
         read_only: bool,
-        condstore: bool,
+        extras: &Extras,
     ) -> Flow {
-        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+        if extras.qresync.is_some() && !self.qresync {
+            // RFC 7162 §3.2.5: the parameter is an error unless QRESYNC was enabled.
+            return self.bad(tag, "ENABLE QRESYNC first");
+        }
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1); with QRESYNC the client is told
+        // where the old mailbox's responses end (RFC 7162 §3.2.11).
+        let was_selected = matches!(self.state, State::Selected(_));
         self.state = State::Authenticated;
-        if condstore {
+        if was_selected && self.qresync {
+            self.untagged("OK [CLOSED] previous mailbox closed");
+        }
+        if extras.condstore || extras.qresync.is_some() {
             self.condstore = true;
         }
         let account = self.account();
         let n = name.to_owned();
         let folder = match self.blocking(move |s| s.folder(&account, &n)).await {
+            Ok(Some(f)) if f.noselect => {
+                self.tagged(tag, "NO [CANNOT] mailbox is \\Noselect");
+                return Flow::Continue;
+            }
             Ok(Some(f)) => f,
             Ok(None) => {
                 self.tagged(tag, "NO [NONEXISTENT] no such mailbox");
@@ -34,12 +52,37 @@ impl Session {
             Err(e) => return self.internal(tag, e),
         };
         let folder_id = folder.id;
-        let msgs = match self.blocking(move |s| s.messages(folder_id)).await {
-            Ok(m) => m,
+        let resync = extras
+            .qresync
+            .clone()
+            .filter(|q| q.uidvalidity == folder.uidvalidity);
+        let since = resync.as_ref().map(|q| q.modseq);
+        let loaded = self
+            .blocking(move |s| {
+                // A read-write session takes the recent messages (EXAMINE must not, RFC 3501 §6.3.2).
+                let recent = if read_only {
+                    None
+                } else {
+                    s.claim_recent(folder_id)?
+                };
+                let msgs = s.messages(folder_id)?;
+                let vanished = match since {
+                    Some(m) => s.expunged_since(folder_id, m)?,
+                    None => Vec::new(),
+                };
+                Ok((recent, msgs, vanished))
+            })
+            .await;
+        let (recent, msgs, vanished) = match loaded {
+            Ok(l) => l,
             Err(e) => return self.internal(tag, e),
         };
-        // The version read after the messages may be newer than they are: the next refresh then reads
-        // again, which is only a little work, never a missed change.
+        let (first_recent, recent_upto) = match recent {
+            Some(r) => r,
+            None => (folder.first_recent_uid, folder.uidnext),
+        };
+        // The version read before the messages may be older than they are: the next refresh then reads
+        // those changes again, which is only a little work, never a missed change.
         let version = (folder.uidnext, folder.highest_modseq);
         let first_unseen = msgs.iter().position(|m| !m.flags.contains(Flags::SEEN));
         let mut keywords: Vec<String> = msgs.iter().flat_map(|m| m.keywords.clone()).collect();
@@ -50,6 +93,15 @@ impl Session {
             s.push_str(k);
             s
         });
+        let msgs: Vec<Msg> = msgs
+            .into_iter()
+            .map(|meta| Msg {
+                recent: meta.uid >= first_recent && meta.uid < recent_upto,
+                meta,
+                gone: false,
+            })
+            .collect();
+        let recent_count = msgs.iter().filter(|m| m.recent).count();
         self.untagged(&format!(
             "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"
         ));
@@ -61,7 +113,7 @@ impl Session {
             ));
         }
         self.untagged(&format!("{} EXISTS", msgs.len()));
-        self.untagged("0 RECENT");
+        self.untagged(&format!("{recent_count} RECENT"));
         if let Some(i) = first_unseen {
             self.untagged(&format!("OK [UNSEEN {}] first unseen", i + 1));
         }
@@ -77,16 +129,44 @@ impl Session {
             "OK [HIGHESTMODSEQ {}] highest modseq",
             folder.highest_modseq
         ));
+        // QRESYNC (RFC 7162 §3.2.5.1): what the client missed since its modseq, if its UIDVALIDITY is
+        // still the folder's (otherwise it starts over, told nothing more).
+        if let Some(q) = &resync {
+            let largest = msgs
+                .last()
+                .map_or(0, |m| m.meta.uid)
+                .max(folder.uidnext - 1);
+            let gone: Vec<u32> = vanished
+                .into_iter()
+                .filter(|&u| {
+                    q.known_uids
+                        .as_ref()
+                        .is_none_or(|set| search::in_set(set, u, largest))
+                })
+                .collect();
+            if !gone.is_empty() {
+                self.untagged(&format!("VANISHED (EARLIER) {}", compact_set(&gone)));
+            }
+            let mut out = std::mem::take(&mut self.out);
+            for (i, m) in msgs.iter().enumerate() {
+                if m.meta.modseq > q.modseq {
+                    out.extend_from_slice(
+                        format!("* {} FETCH (UID {} FLAGS ", i + 1, m.meta.uid).as_bytes(),
+                    );
+                    flag_list_recent(&mut out, m.meta.flags, &m.meta.keywords, m.recent);
+                    out.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.meta.modseq).as_bytes());
+                }
+            }
+            self.out = out;
+        }
         self.state = State::Selected(Box::new(Selected {
             folder_id,
             special: folder.special,
             read_only,
-            msgs: msgs
-                .into_iter()
-                .map(|meta| Msg { meta, gone: false })
-                .collect(),
+            msgs,
             version,
             owes_expunge: false,
+            recent_upto,
         }));
         let (code, verb) = if read_only {
             ("READ-ONLY", "EXAMINE")
@@ -134,7 +214,11 @@ impl Session {
                     }
                     at += i + 1;
                 }
-                s.create_folder(&account, &name)
+                // A \Noselect placeholder of that name becomes a real folder again.
+                match s.folder(&account, &name)? {
+                    Some(f) if f.noselect => s.set_noselect(&account, &name, false),
+                    _ => s.create_folder(&account, &name).map(|_| ()),
+                }
             })
             .await;
         match result {
@@ -147,14 +231,42 @@ impl Session {
         }
     }
 
+    /// RFC 3501 §6.3.4: a folder with inferiors loses its messages and becomes `\\Noselect` (its
+    /// name stays, so the inferiors keep their place); a `\\Noselect` folder with inferiors cannot be
+    /// deleted; one without goes.
     pub(super) async fn delete(&mut self, tag: &str, name: &str) -> Flow {
         let account = self.account();
         let n = name.to_owned();
-        let result = self.blocking(move |s| s.delete_folder(&account, &n)).await;
+        let result = self
+            .blocking(move |s| {
+                let folders = s.folders(&account)?;
+                // Names compare without ASCII case, as the store's NOCASE column does.
+                let Some(f) = folders.iter().find(|f| f.name.eq_ignore_ascii_case(&n)) else {
+                    return Err(StoreError::FolderNotFound(n));
+                };
+                let prefix = format!("{}{DELIMITER}", f.name);
+                let inferiors = folders.iter().any(|o| o.name.starts_with(&prefix));
+                match (inferiors, f.noselect) {
+                    (true, true) => Ok(false),
+                    (true, false) if f.special.is_none() => {
+                        s.set_noselect(&account, &f.name, true)?;
+                        Ok(true)
+                    }
+                    _ => s.delete_folder(&account, &f.name).map(|()| true),
+                }
+            })
+            .await;
         match result {
-            Ok(()) => {
+            Ok(true) => {
                 self.ctx.notify.changed(&self.account());
                 self.tagged(tag, "OK DELETE completed");
+                Flow::Continue
+            }
+            Ok(false) => {
+                self.tagged(
+                    tag,
+                    "NO [INUSE] a \\Noselect mailbox with inferiors cannot be deleted",
+                );
                 Flow::Continue
             }
             Err(e) => self.store_error(tag, e),
@@ -300,6 +412,9 @@ impl Session {
             } else {
                 "\\HasNoChildren"
             });
+            if f.noselect {
+                attrs.push("\\Noselect");
+            }
             if let Some(a) = f.special.and_then(SpecialUse::attribute) {
                 attrs.push(a);
             }
@@ -344,6 +459,10 @@ impl Session {
             })
             .await;
         let (folder, deleted): (Folder, usize) = match found {
+            Ok(Some((f, _))) if f.noselect => {
+                self.tagged(tag, "NO [CANNOT] mailbox is \\Noselect");
+                return Flow::Continue;
+            }
             Ok(Some(f)) => f,
             Ok(None) => {
                 self.tagged(tag, "NO [NONEXISTENT] no such mailbox");
@@ -355,7 +474,7 @@ impl Session {
         for item in items {
             match item {
                 StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", folder.messages)),
-                StatusDataItemName::Recent => parts.push("RECENT 0".to_owned()),
+                StatusDataItemName::Recent => parts.push(format!("RECENT {}", folder.recent)),
                 StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", folder.uidnext)),
                 StatusDataItemName::UidValidity => {
                     parts.push(format!("UIDVALIDITY {}", folder.uidvalidity))
@@ -397,8 +516,8 @@ impl Session {
             self.blocking(move |s| s.folder(&a, &n)).await
         };
         match exists {
-            Ok(Some(_)) => {}
-            Ok(None) => {
+            Ok(Some(f)) if !f.noselect => {}
+            Ok(_) => {
                 self.tagged(tag, "NO [TRYCREATE] no such mailbox");
                 return Flow::Continue;
             }

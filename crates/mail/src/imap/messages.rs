@@ -3,8 +3,7 @@
 
 use super::ext;
 use super::search;
-use super::session::{split_flags, Flow, Session};
-use super::write::flag_list;
+use super::session::{flag_list_recent, split_flags, Flow, Session};
 use crate::LookupError;
 use imap_codec::imap_types::bounded_static::IntoBoundedStatic;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
@@ -60,7 +59,11 @@ impl Session {
         criteria: SearchKey<'_>,
         uid: bool,
         esearch: Option<ext::Return>,
+        modseq_keys: bool,
     ) -> Flow {
+        if modseq_keys {
+            self.condstore = true;
+        }
         let Some(sel) = self.selected() else {
             return Flow::Continue;
         };
@@ -68,13 +71,20 @@ impl Session {
         let bounds = search::Bounds {
             max_seq: u32::try_from(sel.msgs.len()).unwrap_or(u32::MAX),
             max_uid: sel.max_uid(),
+            modseq_keys,
         };
-        let candidates: Vec<(u32, MessageMeta)> = sel
+        let candidates: Vec<(u32, MessageMeta, bool)> = sel
             .msgs
             .iter()
             .enumerate()
             .filter(|(_, m)| !m.gone)
-            .map(|(i, m)| (u32::try_from(i + 1).unwrap_or(u32::MAX), m.meta.clone()))
+            .map(|(i, m)| {
+                (
+                    u32::try_from(i + 1).unwrap_or(u32::MAX),
+                    m.meta.clone(),
+                    m.recent,
+                )
+            })
             .collect();
         // The search runs on the blocking pool, which needs the keys owned.
         let criteria = criteria.into_static();
@@ -82,7 +92,7 @@ impl Session {
         let store = self.ctx.store.clone();
         let found = tokio::task::spawn_blocking(move || {
             let mut hits = Vec::new();
-            for (seq, meta) in &candidates {
+            for (seq, meta, recent) in &candidates {
                 let uid = meta.uid;
                 let store = &store;
                 let mut load = || {
@@ -93,9 +103,13 @@ impl Session {
                     }
                 };
                 let mut raw = search::Raw::new(&mut load);
-                let c = search::Candidate { seq: *seq, meta };
+                let c = search::Candidate {
+                    seq: *seq,
+                    meta,
+                    recent: *recent,
+                };
                 if search::matches(&criteria, &c, &bounds, &mut raw) {
-                    hits.push((*seq, uid));
+                    hits.push((*seq, uid, meta.modseq));
                 }
             }
             hits
@@ -107,14 +121,23 @@ impl Session {
         };
         let numbers: Vec<u32> = hits
             .iter()
-            .map(|(s, u)| if uid { *u } else { *s })
+            .map(|(s, u, _)| if uid { *u } else { *s })
             .collect();
+        // A search with MODSEQ keys reports the highest modseq of what it found (RFC 7162 §3.1.5).
+        let highest = hits
+            .iter()
+            .map(|(_, _, m)| *m)
+            .max()
+            .filter(|_| modseq_keys);
         match esearch {
             None => {
                 let mut line = String::from("SEARCH");
                 for n in &numbers {
                     line.push(' ');
                     line.push_str(&n.to_string());
+                }
+                if let Some(m) = highest {
+                    line.push_str(&format!(" (MODSEQ {m})"));
                 }
                 self.untagged(&line);
             }
@@ -136,6 +159,9 @@ impl Session {
                 }
                 if r.count {
                     line.push_str(&format!(" COUNT {}", numbers.len()));
+                }
+                if let Some(m) = highest {
+                    line.push_str(&format!(" MODSEQ {m}"));
                 }
                 self.untagged(&line);
             }
@@ -213,6 +239,7 @@ impl Session {
                     continue;
                 };
                 let before = (sel.msgs[i].meta.flags, sel.msgs[i].meta.keywords.clone());
+                let recent = sel.msgs[i].recent;
                 let m = &mut sel.msgs[i].meta;
                 m.flags = c.flags;
                 m.keywords = c.keywords.clone();
@@ -222,7 +249,7 @@ impl Session {
                     out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
                     if !silent {
                         out.extend_from_slice(b"FLAGS ");
-                        flag_list(&mut out, c.flags, &c.keywords);
+                        flag_list_recent(&mut out, c.flags, &c.keywords, recent);
                         out.push(b' ');
                     }
                     out.extend_from_slice(format!("UID {}", c.uid).as_bytes());
@@ -275,8 +302,8 @@ impl Session {
         let a = account.clone();
         let d = dest.to_owned();
         let dest_folder = match self.blocking(move |s| s.folder(&a, &d)).await {
-            Ok(Some(f)) => f,
-            Ok(None) => {
+            Ok(Some(f)) if !f.noselect => f,
+            Ok(_) => {
                 self.tagged(tag, "NO [TRYCREATE] no such mailbox");
                 return Flow::Continue;
             }

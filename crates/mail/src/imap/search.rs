@@ -31,12 +31,17 @@ pub fn in_set(set: &SequenceSet, n: u32, largest: u32) -> bool {
 pub struct Candidate<'m> {
     pub seq: u32,
     pub meta: &'m MessageMeta,
+    /// `\Recent` for the searching session.
+    pub recent: bool,
 }
 
 /// The messages' numbering, for `*` in sequence sets.
 pub struct Bounds {
     pub max_seq: u32,
     pub max_uid: u32,
+    /// The search had CONDSTORE `MODSEQ n` keys, rewritten by `ext` as keywords
+    /// ([`MODSEQ_KEYWORD`](super::ext::MODSEQ_KEYWORD)`n`).
+    pub modseq_keys: bool,
 }
 
 /// The raw message, loaded on first use.
@@ -140,10 +145,17 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, bounds: &Bounds, raw: &mu
         SearchKey::Unflagged => !has(Flags::FLAGGED),
         SearchKey::Seen => has(Flags::SEEN),
         SearchKey::Unseen => !has(Flags::SEEN),
-        // \Recent is not kept (RFC 9051 dropped it): no message is recent, every message is old.
-        SearchKey::Recent => false,
-        SearchKey::New => false,
-        SearchKey::Old => true,
+        SearchKey::Recent => c.recent,
+        SearchKey::New => c.recent && !has(Flags::SEEN),
+        SearchKey::Old => !c.recent,
+        // RFC 7162 §3.1.5: messages whose modseq is at least n.
+        SearchKey::Keyword(k)
+            if bounds.modseq_keys && k.as_ref().starts_with(super::ext::MODSEQ_KEYWORD) =>
+        {
+            k.as_ref()[super::ext::MODSEQ_KEYWORD.len()..]
+                .parse::<u64>()
+                .is_ok_and(|n| m.modseq >= n)
+        }
         SearchKey::Keyword(k) => m
             .keywords
             .iter()
@@ -250,10 +262,15 @@ Gr=FC=DFe aus K=F6ln\r\n";
         let mut raw = Raw::new(&mut load);
         matches(
             &criteria,
-            &Candidate { seq, meta: m },
+            &Candidate {
+                seq,
+                meta: m,
+                recent: false,
+            },
             &Bounds {
                 max_seq: 10,
                 max_uid: 100,
+                modseq_keys: false,
             },
             &mut raw,
         )

@@ -6,6 +6,7 @@
 use super::ext::{self, Extras, Own, Pre};
 use super::folders::ListKind;
 use super::frame::{Event, Framer};
+use super::messages::compact_set;
 use super::write::flag_list;
 use super::{fetch, search};
 use crate::notify::Subscription;
@@ -18,9 +19,9 @@ use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
-use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::CommandCodec;
-use msgr_store::{Flags, MailStore, MessageMeta, SpecialUse};
+use msgr_store::{Flags, FolderChanges, MailStore, MessageMeta, SpecialUse};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,6 +135,9 @@ pub(super) enum State {
 pub(super) enum Pending {
     /// `AUTHENTICATE PLAIN` without an initial response: the next line is the response.
     Authenticate { tag: String },
+    /// `AUTHENTICATE LOGIN` (draft-murchison-sasl-login): the next line is the user name (if not given
+    /// as the initial response), then the password.
+    AuthLogin { tag: String, user: Option<String> },
     /// In `IDLE` until the client says `DONE`.
     Idle { tag: String },
 }
@@ -141,6 +145,8 @@ pub(super) enum Pending {
 /// A message as the session numbers it.
 pub(super) struct Msg {
     pub meta: MessageMeta,
+    /// `\Recent` for this session (RFC 3501 §2.3.2): it took the message from the folder's recent ones.
+    pub recent: bool,
     /// Expunged in the store, but the client has not been told yet (held back during a command that
     /// uses sequence numbers): it keeps its number until then.
     pub gone: bool,
@@ -158,11 +164,29 @@ pub(super) struct Selected {
     pub version: (u32, u64),
     /// Some message is `gone` and its `EXPUNGE` is owed.
     pub owes_expunge: bool,
+    /// UIDs below this were offered to this session as recent (or were not recent any more); a read-write
+    /// session claims newer ones from the store when it sees them.
+    pub recent_upto: u32,
 }
 
 impl Selected {
     pub fn max_uid(&self) -> u32 {
         self.msgs.last().map_or(0, |m| m.meta.uid)
+    }
+
+    /// Whether every message sequence number in `set` exists. A number beyond the last message is a
+    /// client error (`BAD`, as RFC 9051 §6.4.5 and Dovecot answer it), and so is `*` in an empty mailbox,
+    /// where it names nothing; UID sets may name anything.
+    pub fn valid_seq(&self, set: &SequenceSet) -> bool {
+        let count = u32::try_from(self.msgs.len()).unwrap_or(u32::MAX);
+        let ok = |v: &SeqOrUid| match v {
+            SeqOrUid::Value(n) => n.get() <= count,
+            SeqOrUid::Asterisk => count > 0,
+        };
+        set.0.as_ref().iter().all(|s| match s {
+            Sequence::Single(v) => ok(v),
+            Sequence::Range(a, b) => ok(a) && ok(b),
+        })
     }
 
     /// Indices of the messages a set names, by sequence number or by UID, ascending.
@@ -203,6 +227,8 @@ pub(super) struct Session {
     pub(super) subscription: Option<Subscription>,
     /// `ENABLE CONDSTORE` or a CONDSTORE-using command was seen: FETCH responses carry `MODSEQ`.
     pub condstore: bool,
+    /// `ENABLE QRESYNC` (RFC 7162 §3.2.3): `VANISHED` instead of `EXPUNGE`, `SELECT … (QRESYNC …)`.
+    pub qresync: bool,
     pub(super) commands: u64,
     pub(super) framer: Framer,
     pub(super) buf: Box<[u8]>,
@@ -234,6 +260,7 @@ impl Session {
             account: None,
             subscription: None,
             condstore: false,
+            qresync: false,
             commands: 0,
             framer: Framer::new(max_line, PRE_LOGIN_LITERAL, max_command),
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
@@ -272,13 +299,13 @@ impl Session {
     }
 
     fn capabilities(&self) -> String {
-        let mut caps = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CONDSTORE ESEARCH CHILDREN");
+        let mut caps = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CONDSTORE QRESYNC ESEARCH CHILDREN BINARY");
         if matches!(self.state, State::NotAuthenticated) {
             if self.starttls_available && !self.tls {
                 caps.push_str(" STARTTLS");
             }
             if self.auth_allowed() {
-                caps.push_str(" AUTH=PLAIN");
+                caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
             } else {
                 caps.push_str(" LOGINDISABLED");
             }
@@ -469,6 +496,9 @@ impl Session {
     {
         match self.pending.take() {
             Some(Pending::Authenticate { tag }) => return self.sasl_response(&tag, raw).await,
+            Some(Pending::AuthLogin { tag, user }) => {
+                return self.sasl_login_response(tag, user, raw).await
+            }
             Some(Pending::Idle { tag }) => {
                 let line = String::from_utf8_lossy(raw);
                 if line.trim().eq_ignore_ascii_case("DONE") {
@@ -580,21 +610,31 @@ impl Session {
                     mechanism,
                     initial_response,
                 } => {
-                    if !matches!(mechanism, AuthMechanism::Plain) {
-                        self.tagged(&tag, "NO [CANNOT] only AUTHENTICATE PLAIN is offered");
-                        return self.count_error();
-                    }
+                    let login = match mechanism {
+                        AuthMechanism::Plain => false,
+                        AuthMechanism::Login => true,
+                        _ => {
+                            self.tagged(&tag, "NO [CANNOT] only PLAIN and LOGIN are offered");
+                            return self.count_error();
+                        }
+                    };
                     if !self.auth_allowed() {
                         self.tagged(&tag, "NO [PRIVACYREQUIRED] use STARTTLS first");
                         return self.count_error();
                     }
-                    match initial_response {
-                        Some(ir) => self.sasl_plain(&tag, ir.declassify()).await,
-                        None => {
+                    match (login, initial_response) {
+                        (false, Some(ir)) => self.sasl_plain(&tag, ir.declassify()).await,
+                        (false, None) => {
                             self.out.extend_from_slice(b"+ \r\n");
                             self.pending = Some(Pending::Authenticate { tag });
                             Flow::Continue
                         }
+                        // SASL-IR: LOGIN's first client message is the user name.
+                        (true, Some(ir)) => {
+                            let user = String::from_utf8_lossy(ir.declassify()).into_owned();
+                            self.login_prompt(tag, Some(user))
+                        }
+                        (true, None) => self.login_prompt(tag, None),
                     }
                 }
                 _ => self.bad(&tag, "log in first"),
@@ -638,6 +678,43 @@ impl Session {
         // APPEND may now send whole messages.
         self.framer
             .set_max_literal(self.ctx.config.max_message_bytes);
+    }
+
+    /// LOGIN's challenges: `Username:` until the user name is known, then `Password:`.
+    fn login_prompt(&mut self, tag: String, user: Option<String>) -> Flow {
+        let prompt: &[u8] = if user.is_some() {
+            b"Password:"
+        } else {
+            b"Username:"
+        };
+        self.out.extend_from_slice(b"+ ");
+        self.out.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(prompt)
+                .as_bytes(),
+        );
+        self.out.extend_from_slice(b"\r\n");
+        self.pending = Some(Pending::AuthLogin { tag, user });
+        Flow::Continue
+    }
+
+    async fn sasl_login_response(&mut self, tag: String, user: Option<String>, raw: &[u8]) -> Flow {
+        let line = String::from_utf8_lossy(raw);
+        let line = line.trim();
+        if line == "*" {
+            self.tagged(&tag, "BAD authentication cancelled");
+            return self.count_error();
+        }
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(line) else {
+            return self.bad(&tag, "invalid base64");
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            return self.bad(&tag, "malformed LOGIN response");
+        };
+        match user {
+            None => self.login_prompt(tag, Some(text)),
+            Some(user) => self.login(&tag, &user, &text).await,
+        }
     }
 
     async fn sasl_response(&mut self, tag: &str, raw: &[u8]) -> Flow {
@@ -702,7 +779,9 @@ impl Session {
     }
 
     /// Brings the selected mailbox up to date with the store and queues the untagged responses for what
-    /// changed: `FETCH` for flags, `EXPUNGE` (only if `allow_expunge`), `EXISTS`.
+    /// changed: `FETCH` for flags, `EXPUNGE` or `VANISHED` (only if `allow_expunge`), `EXISTS` and
+    /// `RECENT`. Only what changed after the session's HIGHESTMODSEQ is read (the store's modseq index and
+    /// expunged-UID log), never the whole folder.
     pub(super) async fn refresh(&mut self, allow_expunge: bool) -> Result<(), LookupError> {
         // Changes noticed while not selected need nothing.
         if let Some(sub) = self.subscription.as_mut() {
@@ -714,24 +793,85 @@ impl Session {
         let folder_id = sel.folder_id;
         let known = sel.version;
         let owes = sel.owes_expunge;
+        let claim = !sel.read_only;
+        let recent_upto = sel.recent_upto;
         let version = self.blocking(move |s| s.folder_version(folder_id)).await?;
         if version == Some(known) && !(owes && allow_expunge) {
             return Ok(());
         }
-        let fresh = match version {
-            Some(_) => self.blocking(move |s| s.messages(folder_id)).await?,
-            // The folder was deleted under us: every message is gone.
-            None => Vec::new(),
+        let changes = if version.is_some() && version != Some(known) {
+            self.blocking(move |s| {
+                let Some(c) = s.changes_since(folder_id, known.1)? else {
+                    return Ok(None);
+                };
+                // New messages: a read-write session takes the recent ones (RFC 3501 §2.3.2).
+                let recent_from = if claim && c.uidnext > recent_upto {
+                    s.claim_recent(folder_id)?
+                } else {
+                    None
+                };
+                Ok(Some((c, recent_from)))
+            })
+            .await?
+        } else {
+            version.map(|(uidnext, highest_modseq)| {
+                (
+                    FolderChanges {
+                        uidnext,
+                        highest_modseq,
+                        ..FolderChanges::default()
+                    },
+                    None,
+                )
+            })
         };
-        let condstore = self.condstore;
+        let (condstore, qresync) = (self.condstore, self.qresync);
         let mut out = std::mem::take(&mut self.out);
         if let Some(sel) = self.selected() {
-            apply_changes(sel, fresh, allow_expunge, condstore, &mut out);
-            if let Some(v) = version {
-                sel.version = v;
+            match changes {
+                Some((c, recent)) => {
+                    apply_changes(sel, c, recent, condstore, &mut out);
+                    if let Some((_, upto)) = recent {
+                        sel.recent_upto = upto;
+                    }
+                }
+                // The folder was deleted under us: every message is gone.
+                None => {
+                    for m in &mut sel.msgs {
+                        m.gone = true;
+                    }
+                    sel.owes_expunge = !sel.msgs.is_empty();
+                }
+            }
+            if allow_expunge && sel.owes_expunge {
+                report_expunges(sel, qresync, &mut out);
             }
         }
         self.out = out;
+        Ok(())
+    }
+
+    /// `* VANISHED (EARLIER) uids`: the UIDs in `set` expunged after `since` (RFC 7162 §3.2.6).
+    pub(super) async fn vanished_earlier(
+        &mut self,
+        set: &SequenceSet,
+        since: u64,
+    ) -> Result<(), LookupError> {
+        let Some(sel) = self.selected() else {
+            return Ok(());
+        };
+        let folder_id = sel.folder_id;
+        let uids = self
+            .blocking(move |s| s.expunged_since(folder_id, since))
+            .await?;
+        // `*` is open-ended here: an expunged UID may lie above every UID left.
+        let uids: Vec<u32> = uids
+            .into_iter()
+            .filter(|&u| search::in_set(set, u, u32::MAX))
+            .collect();
+        if !uids.is_empty() {
+            self.untagged(&format!("VANISHED (EARLIER) {}", compact_set(&uids)));
+        }
         Ok(())
     }
 
@@ -764,9 +904,20 @@ impl Session {
             CommandBody::Enable { capabilities } => {
                 let mut enabled = Vec::new();
                 for c in capabilities.as_ref() {
-                    if matches!(c, CapabilityEnable::CondStore) {
-                        self.condstore = true;
-                        enabled.push("CONDSTORE");
+                    match c {
+                        CapabilityEnable::CondStore => {
+                            self.condstore = true;
+                            enabled.push("CONDSTORE");
+                        }
+                        // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+                        CapabilityEnable::Other(_)
+                            if c.to_string().eq_ignore_ascii_case("QRESYNC") =>
+                        {
+                            self.condstore = true;
+                            self.qresync = true;
+                            enabled.push("QRESYNC");
+                        }
+                        _ => {}
                     }
                 }
                 if !enabled.is_empty() {
@@ -776,11 +927,11 @@ impl Session {
                 Flow::Continue
             }
             CommandBody::Select { mailbox } => {
-                self.select(&tag, &mailbox_name(&mailbox), false, extras.condstore)
+                self.select(&tag, &mailbox_name(&mailbox), false, &extras)
                     .await
             }
             CommandBody::Examine { mailbox } => {
-                self.select(&tag, &mailbox_name(&mailbox), true, extras.condstore)
+                self.select(&tag, &mailbox_name(&mailbox), true, &extras)
                     .await
             }
             CommandBody::Create { mailbox } => self.create(&tag, &mailbox_name(&mailbox)).await,
@@ -841,7 +992,8 @@ impl Session {
                     &mailbox_name(&mailbox),
                     &flags,
                     date,
-                    message.as_ref(),
+                    // A `~{n}` literal came through `ext` (imap-codec saw an empty one).
+                    extras.literal8.as_deref().unwrap_or(message.as_ref()),
                 )
                 .await
             }
@@ -869,6 +1021,34 @@ impl Session {
     where
         S: AsyncWrite + Unpin + Send,
     {
+        let seq_set = match &body {
+            CommandBody::Fetch {
+                sequence_set,
+                uid: false,
+                ..
+            }
+            | CommandBody::Store {
+                sequence_set,
+                uid: false,
+                ..
+            }
+            | CommandBody::Copy {
+                sequence_set,
+                uid: false,
+                ..
+            }
+            | CommandBody::Move {
+                sequence_set,
+                uid: false,
+                ..
+            } => Some(sequence_set),
+            _ => None,
+        };
+        if let Some(set) = seq_set {
+            if self.selected().is_some_and(|s| !s.valid_seq(set)) {
+                return self.bad(&tag, "invalid message sequence number");
+            }
+        }
         match body {
             CommandBody::Close => {
                 let read_only = self.selected().is_some_and(|s| s.read_only);
@@ -901,7 +1081,8 @@ impl Session {
                     );
                     return Flow::Continue;
                 }
-                self.search(&tag, criteria, uid, extras.esearch).await
+                self.search(&tag, criteria, uid, extras.esearch, extras.search_modseq)
+                    .await
             }
             CommandBody::Fetch {
                 sequence_set,
@@ -910,6 +1091,17 @@ impl Session {
             } => {
                 if extras.fetch_modseq {
                     self.condstore = true;
+                }
+                if extras.vanished {
+                    if !uid || !self.qresync {
+                        return self.bad(&tag, "VANISHED needs UID FETCH and ENABLE QRESYNC");
+                    }
+                    if let Err(e) = self
+                        .vanished_earlier(&sequence_set, extras.changed_since.unwrap_or(0))
+                        .await
+                    {
+                        return self.internal(&tag, e);
+                    }
                 }
                 fetch::fetch(
                     self,
@@ -969,74 +1161,101 @@ async fn changed(sub: &mut Option<Subscription>, idling: bool) {
     }
 }
 
-/// Brings `sel` up to date with `fresh` (the folder's messages in UID order), writing the untagged
-/// responses into `out`.
+/// Brings `sel` up to date with what changed in its folder, writing the untagged `FETCH`, `EXISTS` and
+/// `RECENT` responses into `out`. Expunged messages are only marked `gone` ([`report_expunges`] tells the
+/// client when numbering may change). `recent`: this session took the recent messages with UIDs in
+/// `first..upto`.
 fn apply_changes(
     sel: &mut Selected,
-    fresh: Vec<MessageMeta>,
-    allow_expunge: bool,
+    changes: FolderChanges,
+    recent: Option<(u32, u32)>,
     condstore: bool,
     out: &mut Vec<u8>,
 ) {
-    let before = sel.msgs.len();
     let max_known = sel.max_uid();
-    let mut fresh = fresh.into_iter().peekable();
-    // Messages the client knows: changed flags, or gone.
-    for (i, m) in sel.msgs.iter_mut().enumerate() {
-        while fresh.peek().is_some_and(|f| f.uid < m.meta.uid) {
-            // A UID below one we know but never seen: cannot happen (UIDs only grow); skip it.
-            fresh.next();
-        }
-        match fresh.peek() {
-            Some(f) if f.uid == m.meta.uid => {
-                let Some(f) = fresh.next() else { break };
-                if !m.gone && (f.flags != m.meta.flags || f.keywords != m.meta.keywords) {
-                    out.extend_from_slice(format!("* {} FETCH (FLAGS ", i + 1).as_bytes());
-                    flag_list(out, f.flags, &f.keywords);
-                    out.extend_from_slice(format!(" UID {}", f.uid).as_bytes());
-                    if condstore {
-                        out.extend_from_slice(format!(" MODSEQ ({})", f.modseq).as_bytes());
-                    }
-                    out.extend_from_slice(b")\r\n");
-                }
-                m.meta = f;
-            }
-            _ => {
-                if !m.gone {
-                    m.gone = true;
-                    sel.owes_expunge = true;
-                }
-            }
-        }
-    }
-    if allow_expunge && sel.owes_expunge {
-        let mut removed = 0;
-        let mut i = 0;
-        sel.msgs.retain(|m| {
-            i += 1;
-            if m.gone {
-                out.extend_from_slice(format!("* {} EXPUNGE\r\n", i - removed).as_bytes());
-                removed += 1;
-                false
-            } else {
-                true
-            }
-        });
-        sel.owes_expunge = false;
-    }
     let mut added = false;
-    for f in fresh {
+    let is_recent = |uid: u32| recent.is_some_and(|(first, upto)| (first..upto).contains(&uid));
+    for f in changes.changed {
         if f.uid > max_known {
             sel.msgs.push(Msg {
+                recent: is_recent(f.uid),
                 meta: f,
                 gone: false,
             });
             added = true;
+            continue;
+        }
+        let Ok(i) = sel.msgs.binary_search_by_key(&f.uid, |m| m.meta.uid) else {
+            continue;
+        };
+        let m = &mut sel.msgs[i];
+        // Read at SELECT but arrived after its claim: taken now.
+        m.recent |= is_recent(f.uid);
+        if !m.gone && (f.flags != m.meta.flags || f.keywords != m.meta.keywords) {
+            out.extend_from_slice(format!("* {} FETCH (FLAGS ", i + 1).as_bytes());
+            flag_list_recent(out, f.flags, &f.keywords, m.recent);
+            out.extend_from_slice(format!(" UID {}", f.uid).as_bytes());
+            if condstore {
+                out.extend_from_slice(format!(" MODSEQ ({})", f.modseq).as_bytes());
+            }
+            out.extend_from_slice(b")\r\n");
+        }
+        m.meta = f;
+    }
+    for uid in changes.expunged {
+        if let Ok(i) = sel.msgs.binary_search_by_key(&uid, |m| m.meta.uid) {
+            if !sel.msgs[i].gone {
+                sel.msgs[i].gone = true;
+                sel.owes_expunge = true;
+            }
         }
     }
-    if added || (sel.msgs.len() != before && !allow_expunge) {
+    sel.version = (changes.uidnext, changes.highest_modseq);
+    if added {
         out.extend_from_slice(format!("* {} EXISTS\r\n", sel.msgs.len()).as_bytes());
+        let recent = sel.msgs.iter().filter(|m| m.recent && !m.gone).count();
+        out.extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
     }
+}
+
+/// Removes the `gone` messages from the numbering and tells the client: `* n EXPUNGE` for each, or one
+/// `* VANISHED uids` once QRESYNC is enabled (RFC 7162 §3.2.10).
+fn report_expunges(sel: &mut Selected, qresync: bool, out: &mut Vec<u8>) {
+    let mut removed = 0;
+    let mut i = 0;
+    let mut vanished = Vec::new();
+    sel.msgs.retain(|m| {
+        i += 1;
+        if m.gone {
+            if qresync {
+                vanished.push(m.meta.uid);
+            } else {
+                out.extend_from_slice(format!("* {} EXPUNGE\r\n", i - removed).as_bytes());
+            }
+            removed += 1;
+            false
+        } else {
+            true
+        }
+    });
+    if !vanished.is_empty() {
+        out.extend_from_slice(format!("* VANISHED {}\r\n", compact_set(&vanished)).as_bytes());
+    }
+    sel.owes_expunge = false;
+}
+
+/// A message's flag list as this session shows it: with `\Recent` if the session took it as recent.
+pub(super) fn flag_list_recent(out: &mut Vec<u8>, flags: Flags, keywords: &[String], recent: bool) {
+    if !recent {
+        return flag_list(out, flags, keywords);
+    }
+    let start = out.len();
+    flag_list(out, flags, keywords);
+    // `(…)` → `(\Recent …)`.
+    let at = start + 1;
+    let empty = out.get(at) == Some(&b')');
+    let insert: &[u8] = if empty { b"\\Recent" } else { b"\\Recent " };
+    out.splice(at..at, insert.iter().copied());
 }
 
 /// System flags and keywords of a flag list (`\Recent` and unknown `\`-flags are ignored).

@@ -587,22 +587,22 @@ impl MailStore for SqliteStore {
         self.with_reader(|conn| expunged_after(conn, folder_id, since))
     }
 
-    fn claim_recent(&self, folder_id: i64) -> Result<Option<u32>> {
+    fn claim_recent(&self, folder_id: i64) -> Result<Option<(u32, u32)>> {
         self.with_writer(|conn| {
             let tx = conn.transaction()?;
-            let first: Option<i64> = tx
-                .prepare_cached("SELECT first_recent_uid FROM mail_folders WHERE id = ?1")?
-                .query_row([folder_id], |r| r.get(0))
+            let found: Option<(i64, i64)> = tx
+                .prepare_cached("SELECT first_recent_uid, uidnext FROM mail_folders WHERE id = ?1")?
+                .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            let Some(first) = first else {
+            let Some((first, uidnext)) = found else {
                 return Ok(None);
             };
-            tx.prepare_cached(
-                "UPDATE mail_folders SET first_recent_uid = uidnext WHERE id = ?1 AND first_recent_uid < uidnext",
-            )?
-            .execute([folder_id])?;
-            tx.commit()?;
-            Ok(Some(to_u32(first)))
+            if first < uidnext {
+                tx.prepare_cached("UPDATE mail_folders SET first_recent_uid = ?2 WHERE id = ?1")?
+                    .execute(params![folder_id, uidnext])?;
+                tx.commit()?;
+            }
+            Ok(Some((to_u32(first), to_u32(uidnext))))
         })
     }
 

@@ -431,8 +431,8 @@ fn recent_messages_are_taken_once() {
     store.deliver(&batch, GIB).unwrap();
     let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
     assert_eq!((f.first_recent_uid, f.recent), (1, 1));
-    assert_eq!(store.claim_recent(f.id).unwrap(), Some(1));
-    assert_eq!(store.claim_recent(f.id).unwrap(), Some(2));
+    assert_eq!(store.claim_recent(f.id).unwrap(), Some((1, 2)));
+    assert_eq!(store.claim_recent(f.id).unwrap(), Some((2, 2)));
     let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
     assert_eq!((f.first_recent_uid, f.recent), (2, 0));
     store.deliver(&batch, GIB).unwrap();
