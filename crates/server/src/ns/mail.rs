@@ -11,9 +11,9 @@
 //! client did) and then any other difference as active-mail notices, so the client's counts end up
 //! equal to the store's.
 //!
-//! The URLs are msgr's own, under `/mail/` on the HTTP(S) listener that serves Passport; the web
-//! inbox that answers them is a later part of issue 15. Hotmail's site id (`2`) is kept in the
-//! `URL` reply and in the notices' `id`, as clients expected it there.
+//! The URLs are msgr's own, under `/mail/` on the HTTP(S) listener that serves Passport, answered by
+//! the web inbox (`msgr-web`), which signs the client in with the profile's `MSPAuth`. Hotmail's
+//! site id (`2`) is kept in the `URL` reply and in the notices' `id`, as clients expected it there.
 
 use bytes::BytesMut;
 use msgr_proto::frame::{write_payload, Frame, TrId};
