@@ -50,6 +50,21 @@ pub enum Event {
     Switchboard(crate::sb::SbEvent),
 }
 
+/// Bytes counted for an event that carries no large buffer: about what the longer ones render
+/// to (an `NLN` with a long name and an MSN object, a Hotmail notice), so that the count limit
+/// (`event_queue`) and the byte limit (`outbox_bytes`) agree at the defaults (1,024 × 256 =
+/// 256 KiB).
+pub const SMALL_EVENT_BYTES: usize = 256;
+
+impl queue::Weigh for Event {
+    fn weight(&self) -> usize {
+        match self {
+            Event::Switchboard(e) => e.weight(),
+            _ => SMALL_EVENT_BYTES,
+        }
+    }
+}
+
 /// An invitation to a switchboard session, as the callee's NS session receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ring {

@@ -19,8 +19,10 @@
 use crate::queue;
 use bytes::BytesMut;
 use msgr_proto::frame::{payload_command, FrameDecoder, Peer};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -182,7 +184,9 @@ where
     let mut decoder = FrameDecoder::new(Peer::Client, limits.codec());
     let mut inbuf = BytesMut::with_capacity(512);
     let mut out = BytesMut::new();
-    let (events_tx, mut events) = queue::channel(limits.event_queue);
+    // Events are bounded by count and by bytes: what waits for this connection, queued or
+    // rendered and not yet written, stays under `outbox_bytes` (see `queue`).
+    let (events_tx, mut events) = queue::channel_with_bytes(limits.event_queue, outbox_cap);
     let mut session = Session::Ns(NsSession::new(
         shared.clone(),
         peer,
@@ -193,22 +197,36 @@ where
     let mut first = true;
     let mut ended = Ended::Closed;
     tracing::debug!(%peer, "connected");
+    // The connection's kill token, kept by a switchboard session too (it is handed over when
+    // the first command makes this connection one; nothing has registered it by then).
+    let kill = session.kill_token();
+    // The futures every round waits on are made once, not per round: a fresh cancellation
+    // future registers with its token (under the token's lock, the shutdown token being
+    // shared by every connection) and a fresh sleep with the timer wheel, on each message
+    // relayed. The deadline timer is re-armed only when it fires early or must fire sooner.
+    let shutting_down = shutdown.cancelled();
+    let killed = kill.cancelled();
+    let mut armed = session.deadline();
+    let timer = tokio::time::sleep_until(armed);
+    tokio::pin!(shutting_down, killed, timer);
 
     loop {
         // Client commands and hub events this round answers: the load signal of `write_plan`.
         let mut triggers = 0usize;
         let deadline = session.deadline();
-        // Re-read each round: the session may have turned into a switchboard one.
-        let kill = session.kill_token();
+        if deadline < armed {
+            armed = deadline;
+            timer.as_mut().reset(armed);
+        }
         let flow = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
+            _ = &mut shutting_down => {
                 session.shutdown(&mut out);
                 Flow::Close
             }
-            // The hub found this session's event queue full: drop it rather than let its
-            // watchers wait or its queue grow.
-            _ = kill.cancelled() => break,
+            // The hub or the switchboard found this session's event queue full: drop it
+            // rather than let its watchers wait or its queue grow.
+            _ = &mut killed => break,
             Some(event) = events.recv() => {
                 triggers += 1;
                 let mut flow = session.event(event, &mut out);
@@ -230,6 +248,7 @@ where
                         shared: &shared,
                         peer,
                         events: &events_tx,
+                        kill: &kill,
                         first: &mut first,
                         frames: &mut triggers,
                     };
@@ -242,10 +261,18 @@ where
                     break;
                 }
             },
-            _ = tokio::time::sleep_until(deadline) => {
-                tracing::info!(%peer, account = session.account(), "connection timed out");
-                session.server_dropped();
-                Flow::Close
+            () = &mut timer => {
+                let deadline = session.deadline();
+                if tokio::time::Instant::now() < deadline {
+                    // Activity moved the deadline since the timer was armed.
+                    armed = deadline;
+                    timer.as_mut().reset(armed);
+                    Flow::Continue
+                } else {
+                    tracing::info!(%peer, account = session.account(), "connection timed out");
+                    session.server_dropped();
+                    Flow::Close
+                }
             }
         };
         if out.len() > outbox_cap {
@@ -255,7 +282,24 @@ where
         }
         if !out.is_empty() {
             let plan = write_plan(transport, triggers, out.len());
-            match tokio::time::timeout(write_timeout, write_round(&mut wr, &out, plan)).await {
+            let written = {
+                let write = write_round(&mut wr, &out, plan);
+                tokio::pin!(write);
+                // Usually the kernel takes it all at once: only a write that has to wait
+                // gets a timer.
+                match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                    Poll::Ready(w) => Ok(w),
+                    Poll::Pending => tokio::select! {
+                        biased;
+                        // Dropped (its switchboard or the hub found its queue over budget, and
+                        // logged it) while a peer that does not read held this write: stop
+                        // now, and free what is queued, rather than at the write timeout.
+                        _ = &mut killed => break,
+                        w = tokio::time::timeout(write_timeout, write) => w,
+                    },
+                }
+            };
+            match written {
                 Ok(Ok(())) => out.clear(),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "write failed");
@@ -268,6 +312,8 @@ where
                 }
             }
         }
+        // What the round took from the queue is now with the kernel (or produced nothing).
+        events.settle();
         if pending.is_some() && session.account().is_some() {
             pending = None;
         }
@@ -298,6 +344,8 @@ struct Ctx<'a> {
     shared: &'a Arc<Shared>,
     peer: SocketAddr,
     events: &'a queue::Sender<Event>,
+    /// The connection's kill token, for a switchboard session made from it.
+    kill: &'a CancellationToken,
     /// No command has been seen yet.
     first: &'a mut bool,
     /// Counts the frames handled (for [`write_plan`]).
@@ -323,6 +371,7 @@ async fn read_frames(
                             ctx.shared.clone(),
                             ctx.peer,
                             ctx.events.clone(),
+                            ctx.kill.clone(),
                         ));
                     }
                 }

@@ -1,4 +1,5 @@
-//! The bounded queue that carries hub events to one session: small while idle.
+//! The bounded queue that carries hub events to one session: small while idle, bounded by
+//! bytes as well as by count.
 //!
 //! tokio's `mpsc` preallocates a block of 32 slots and pads its shared state to cache lines,
 //! about 1 KB per session before any event arrives — a sixth of what an idle online user may
@@ -6,6 +7,15 @@
 //! a `VecDeque` that allocates on the first event and is given back once a burst has drained,
 //! and wakes its one receiver through a `Notify`. The API is the subset of tokio's the server
 //! uses, with tokio's error types.
+//!
+//! A count alone does not bound memory: a relayed switchboard message may hold 64 KB, so 1,024
+//! of them queued for one reader that does not read were 64 MB. Each item therefore has a
+//! [`Weigh::weight`] (its bytes), and the queue holds at most `max_bytes` of them. An item
+//! taken by the receiver still counts until the receiver calls [`Receiver::settle`], which the
+//! connection does once what it rendered from those items has been written to the socket: the
+//! budget covers a message from the moment it is queued until the kernel has it, whether it
+//! sits in the queue or in the connection's output buffer. An empty queue takes any one item,
+//! so a budget smaller than the largest message never refuses every message.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,9 +26,22 @@ use tokio::sync::Notify;
 /// Capacity a drained queue may keep; a larger buffer (left by a burst) is freed.
 const KEEP_SLOTS: usize = 16;
 
+/// What an item costs while it is queued and until it has been written out.
+pub trait Weigh {
+    /// Bytes held for this item (an estimate of what it renders to, for small items).
+    fn weight(&self) -> usize;
+}
+
+struct Items<T> {
+    queue: VecDeque<T>,
+    /// Weight of the items queued, plus that of the items taken but not yet settled.
+    held: usize,
+}
+
 struct Shared<T> {
-    items: Mutex<VecDeque<T>>,
+    items: Mutex<Items<T>>,
     capacity: usize,
+    max_bytes: usize,
     /// Signalled on every send and when the last sender goes.
     ready: Notify,
     receiver_gone: AtomicBool,
@@ -26,41 +49,60 @@ struct Shared<T> {
 }
 
 impl<T> Shared<T> {
-    fn items(&self) -> MutexGuard<'_, VecDeque<T>> {
+    fn items(&self) -> MutexGuard<'_, Items<T>> {
         self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// A queue holding at most `capacity` items (at least one).
+/// A queue holding at most `capacity` items (at least one), with no byte bound.
+#[cfg(test)]
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    channel_with_bytes(capacity, usize::MAX)
+}
+
+/// A queue holding at most `capacity` items (at least one) and at most `max_bytes` of their
+/// weight, counted until the receiver settles them (see the module's header).
+pub fn channel_with_bytes<T>(capacity: usize, max_bytes: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
-        items: Mutex::new(VecDeque::new()),
+        items: Mutex::new(Items {
+            queue: VecDeque::new(),
+            held: 0,
+        }),
         capacity: capacity.max(1),
+        max_bytes,
         ready: Notify::new(),
         receiver_gone: AtomicBool::new(false),
         senders: AtomicUsize::new(1),
     });
-    (Sender(shared.clone()), Receiver(shared))
+    (Sender(shared.clone()), Receiver { shared, taken: 0 })
 }
 
 /// The sending side; cheap to clone.
 pub struct Sender<T>(Arc<Shared<T>>);
 
 /// The one receiving side.
-pub struct Receiver<T>(Arc<Shared<T>>);
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+    /// Weight of the items returned since the last [`Receiver::settle`].
+    taken: usize,
+}
 
-impl<T> Sender<T> {
-    /// Queues `item` unless the queue is full or the receiver is gone; never waits.
+impl<T: Weigh> Sender<T> {
+    /// Queues `item` unless the queue is full (by count, or by bytes: see the module's header)
+    /// or the receiver is gone; never waits.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         if self.0.receiver_gone.load(Ordering::Acquire) {
             return Err(TrySendError::Closed(item));
         }
+        let weight = item.weight();
         {
             let mut items = self.0.items();
-            if items.len() >= self.0.capacity {
+            let over_bytes = items.held > 0 && items.held.saturating_add(weight) > self.0.max_bytes;
+            if items.queue.len() >= self.0.capacity || over_bytes {
                 return Err(TrySendError::Full(item));
             }
-            items.push_back(item);
+            items.held += weight;
+            items.queue.push_back(item);
         }
         // With no receiver waiting this stores a permit, so a receiver between its emptiness
         // check and its wait still wakes.
@@ -69,11 +111,21 @@ impl<T> Sender<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Bytes held for the receiver: queued, or taken and not yet settled.
+    pub fn held_bytes(&self) -> usize {
+        self.0.items().held
+    }
+}
+
 impl<T> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items = self.0.items();
         f.debug_struct("Sender")
-            .field("queued", &self.0.items().len())
+            .field("queued", &items.queue.len())
+            .field("held_bytes", &items.held)
             .field("capacity", &self.0.capacity)
+            .field("max_bytes", &self.0.max_bytes)
             .finish()
     }
 }
@@ -93,7 +145,7 @@ impl<T> Drop for Sender<T> {
     }
 }
 
-impl<T> Receiver<T> {
+impl<T: Weigh> Receiver<T> {
     /// The next item, waiting for one; `None` once every sender is gone and the queue is
     /// empty. Cancel-safe: an item is only taken when this returns it.
     pub async fn recv(&mut self) -> Option<T> {
@@ -101,12 +153,12 @@ impl<T> Receiver<T> {
             if let Some(item) = self.pop() {
                 return Some(item);
             }
-            if self.0.senders.load(Ordering::Acquire) == 0 {
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
                 // The last sender may have queued an item after the `pop` above and then gone:
                 // look once more. With no sender left nothing can arrive after this.
                 return self.pop();
             }
-            self.0.ready.notified().await;
+            self.shared.ready.notified().await;
         }
     }
 
@@ -115,28 +167,47 @@ impl<T> Receiver<T> {
         match self.pop() {
             Some(item) => Ok(item),
             // As in `recv`: an item queued by the last sender just before it went is still taken.
-            None if self.0.senders.load(Ordering::Acquire) == 0 => {
+            None if self.shared.senders.load(Ordering::Acquire) == 0 => {
                 self.pop().ok_or(TryRecvError::Disconnected)
             }
             None => Err(TryRecvError::Empty),
         }
     }
 
-    fn pop(&self) -> Option<T> {
-        let mut items = self.0.items();
-        let item = items.pop_front();
-        if items.is_empty() && items.capacity() > KEEP_SLOTS {
-            *items = VecDeque::new();
+    fn pop(&mut self) -> Option<T> {
+        let mut items = self.shared.items();
+        let item = items.queue.pop_front();
+        if let Some(item) = &item {
+            self.taken += item.weight();
+        }
+        if items.queue.is_empty() && items.queue.capacity() > KEEP_SLOTS {
+            items.queue = VecDeque::new();
         }
         item
     }
 }
 
+impl<T> Receiver<T> {
+    /// Everything taken so far has been dealt with (written out): its bytes no longer count
+    /// against the budget.
+    pub fn settle(&mut self) {
+        if self.taken > 0 {
+            let mut items = self.shared.items();
+            items.held = items.held.saturating_sub(self.taken);
+            self.taken = 0;
+        }
+    }
+}
+
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.0.receiver_gone.store(true, Ordering::Release);
+        self.shared.receiver_gone.store(true, Ordering::Release);
         // Items may hold large shared buffers; free them now rather than with the last sender.
-        let drained = std::mem::take(&mut *self.0.items());
+        let drained = {
+            let mut items = self.shared.items();
+            items.held = 0;
+            std::mem::take(&mut items.queue)
+        };
         drop(drained);
     }
 }
@@ -147,6 +218,45 @@ mod tests {
 
     use super::*;
     use std::time::Duration;
+
+    impl Weigh for i32 {
+        fn weight(&self) -> usize {
+            0
+        }
+    }
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            0
+        }
+    }
+    impl Weigh for &str {
+        fn weight(&self) -> usize {
+            self.len()
+        }
+    }
+
+    #[test]
+    fn bytes_count_until_settled() {
+        let (tx, mut rx) = channel_with_bytes(100, 10);
+        tx.try_send("abcd").unwrap();
+        tx.try_send("efgh").unwrap();
+        assert!(matches!(tx.try_send("ijk"), Err(TrySendError::Full("ijk"))));
+        assert_eq!(tx.held_bytes(), 8);
+        // Taken but not yet written: still counted.
+        assert_eq!(rx.try_recv().unwrap(), "abcd");
+        assert_eq!(rx.try_recv().unwrap(), "efgh");
+        assert!(tx.try_send("ijk").is_err());
+        rx.settle();
+        assert_eq!(tx.held_bytes(), 0);
+        // An empty queue takes one item over the budget, so no message is refused forever.
+        tx.try_send("a very long item").unwrap();
+        assert!(tx.try_send("x").is_err());
+        assert_eq!(rx.try_recv().unwrap(), "a very long item");
+        rx.settle();
+        tx.try_send("x").unwrap();
+        drop(rx);
+        assert_eq!(tx.held_bytes(), 0);
+    }
 
     #[test]
     fn bounded_fifo_with_full_and_closed() {
@@ -172,7 +282,7 @@ mod tests {
         for i in 0..500 {
             assert_eq!(rx.try_recv().unwrap(), i);
         }
-        assert_eq!(rx.0.items().capacity(), 0);
+        assert_eq!(rx.shared.items().queue.capacity(), 0);
     }
 
     #[tokio::test]

@@ -62,6 +62,17 @@ pub enum SbEvent {
     Message(Arc<Bytes>),
 }
 
+impl SbEvent {
+    /// Bytes this event holds for a recipient's queue (see `queue::Weigh`): a relayed message
+    /// counts its whole frame, payload included, for every recipient it is queued for.
+    pub fn weight(&self) -> usize {
+        match self {
+            SbEvent::Message(frame) => frame.len(),
+            SbEvent::Joined(_) | SbEvent::Left(_) => crate::hub::SMALL_EVENT_BYTES,
+        }
+    }
+}
+
 /// Who left a switchboard session, and whether the server dropped them (`BYE email 1`).
 #[derive(Debug)]
 pub struct Departure {
@@ -105,14 +116,21 @@ pub struct SbSession {
 }
 
 impl SbSession {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, events: queue::Sender<Event>) -> Self {
+    /// A session on a connection whose queue is `events` and whose kill token is `kill`
+    /// (cancelled to drop the participant when its queue is full).
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        events: queue::Sender<Event>,
+        kill: CancellationToken,
+    ) -> Self {
         let deadline = Instant::now() + shared.config.limits.login_timeout();
         SbSession {
             id: shared.hub.session_id(),
             shared,
             peer,
             events,
-            kill: CancellationToken::new(),
+            kill,
             state: State::Connecting,
             deadline,
         }
@@ -353,8 +371,8 @@ impl SbSession {
         let State::In { room, me, dialect } = &self.state else {
             return;
         };
-        let params = frame.params();
-        let ack = match params.first().copied() {
+        // `MSG t mode len`: the mode follows the TrID.
+        let ack = match frame.args().nth(1) {
             Some("U") => Ack::None,
             Some("N") => Ack::Failure,
             Some("A") => Ack::Always,
@@ -364,10 +382,15 @@ impl SbSession {
         let payload = frame.payload().cloned().unwrap_or_default();
         // Only P2P data has a single recipient; anything unparsable is relayed to everyone,
         // unchanged, as the official switchboard did (it never looked inside text messages).
-        let dest = MimeMessage::parse(&payload).ok().and_then(|m| {
-            m.is_content_type("application/x-msnmsgrp2p")
-                .then(|| m.header("P2P-Dest").unwrap_or("").trim().to_owned())
-        });
+        // Most messages are text: only a payload whose header block names the P2P type is
+        // parsed (it was every message, a third of the relay's work per message).
+        let dest = (may_be_p2p(&payload))
+            .then(|| MimeMessage::parse(&payload).ok())
+            .flatten()
+            .and_then(|m| {
+                m.is_content_type("application/x-msnmsgrp2p")
+                    .then(|| m.header("P2P-Dest").unwrap_or("").trim().to_owned())
+            });
         let route = match &dest {
             Some(d) => Route::To(d),
             None => Route::All,
@@ -396,6 +419,26 @@ impl Drop for SbSession {
             tracing::info!(peer = %self.peer, account = %me.email, room = room.id, "left switchboard");
         }
     }
+}
+
+/// Whether `payload` may be `application/x-msnmsgrp2p`: its header block (up to the first
+/// empty line, or all of it) mentions the type, in any case. A cheap filter in front of the
+/// MIME parse that decides; it errs only towards parsing.
+fn may_be_p2p(payload: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"x-msnmsgrp2p";
+    for line in payload.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return false;
+        }
+        if line
+            .windows(NEEDLE.len())
+            .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+        {
+            return true;
+        }
+    }
+    false
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -429,6 +472,18 @@ mod tests {
         assert!(!is_switchboard_login(&frame("USR 3 MD5 I")));
         assert!(!is_switchboard_login(&frame("VER 1 MSNP8 CVR0")));
         assert!(!is_switchboard_login(&frame("")));
+    }
+
+    #[test]
+    fn only_payloads_naming_p2p_are_parsed() {
+        let p2p = b"MIME-Version: 1.0\r\nContent-Type: application/x-msnmsgrp2p\r\nP2P-Dest: b@x.com\r\n\r\nbin";
+        assert!(may_be_p2p(p2p));
+        assert!(may_be_p2p(b"content-type: APPLICATION/X-MSNMSGRP2P\n\n"));
+        let text =
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nx-msnmsgrp2p";
+        assert!(!may_be_p2p(text), "the body is not looked at");
+        assert!(!may_be_p2p(b""));
+        assert!(!may_be_p2p(b"garbage without an empty line"));
     }
 
     #[test]
