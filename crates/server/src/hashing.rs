@@ -274,6 +274,15 @@ mod tests {
         assert!(matches!(push(c), Err(HashError::Busy)), "total reached");
     }
 
+    #[tokio::test]
+    async fn verifies_and_refuses() {
+        let pool = HashPool::start(2, 4, 16).unwrap();
+        let phc = hash_password_with("right", CHEAP).unwrap();
+        assert!(pool.verify("right", Some(phc.clone()), IP).await.unwrap());
+        assert!(!pool.verify("wrong", Some(phc), IP).await.unwrap());
+        assert!(!pool.verify("right", None, IP).await.unwrap());
+    }
+
     /// The hashing threads run below the async workers' priority (niceness 0).
     #[cfg(target_os = "linux")]
     #[tokio::test]
