@@ -220,3 +220,20 @@ async fn idle_timers_per_state() {
     );
     assert_eq!(started.elapsed().as_secs(), 30 * 60);
 }
+
+/// A header with NUL bytes (found by the `imap_mime` fuzz target): the ENVELOPE's strings go out as
+/// literals without NUL, and the whole FETCH response parses with imap-codec.
+#[test]
+fn envelope_of_a_header_with_nul_bytes_parses() {
+    use imap_codec::decode::Decoder;
+    let raw = b"\rCC:!\n\t\xe9:\x9c\r>\0\0\0\0\0\0\0\0\r\n\t\n\n\xff\xff\xff:";
+    let root = super::mime::parse(raw);
+    let mut out = b"* 1 FETCH (ENVELOPE ".to_vec();
+    super::mime::envelope(&mut out, root.header);
+    out.extend_from_slice(b")\r\n");
+    assert!(!out.contains(&0), "{}", String::from_utf8_lossy(&out));
+    let (rest, _) = imap_codec::ResponseCodec::default()
+        .decode(&out)
+        .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&out)));
+    assert!(rest.is_empty());
+}

@@ -10,7 +10,9 @@ fn quotable(s: &[u8]) -> bool {
             .all(|&c| c != 0 && c != b'\r' && c != b'\n' && c < 0x80)
 }
 
-/// A string: quoted (with `\` and `"` escaped) if possible, else a literal.
+/// A string: quoted (with `\` and `"` escaped) if possible, else a literal. A literal may not hold NUL
+/// (RFC 3501's `CHAR8` is %x01-FF; clients' parsers refuse it), so a NUL of a header value or parameter goes
+/// out as 0x80, a byte 8-bit literals do carry.
 pub fn quoted_or_literal(out: &mut Vec<u8>, s: &[u8]) {
     if quotable(s) {
         out.push(b'"');
@@ -21,6 +23,9 @@ pub fn quoted_or_literal(out: &mut Vec<u8>, s: &[u8]) {
             out.push(c);
         }
         out.push(b'"');
+    } else if s.contains(&0) {
+        let clean: Vec<u8> = s.iter().map(|&c| if c == 0 { 0x80 } else { c }).collect();
+        literal(out, &clean);
     } else {
         literal(out, s);
     }
