@@ -21,6 +21,7 @@ use crate::error::{ClientError, ServerError};
 use crate::event::{DisconnectReason, Event, MailEvent, Ring, Status};
 use crate::lists::{List, ListCache, SyncProgress};
 use crate::login::{sign_in, SignedIn};
+use crate::mail::{MailPage, PassportProfile};
 use crate::sb::{self, Chat, SbContext};
 use crate::wire::{server_error, Wire};
 use msgr_proto::frame::Frame;
@@ -59,6 +60,10 @@ struct Shared {
     next_chat: Arc<AtomicU64>,
     /// Whether the last `SYN` found the cached lists up to date (nothing downloaded).
     lists_from_cache: std::sync::atomic::AtomicBool,
+    /// The Passport fields of the last sign-in's profile (MSNP5+), for opening the web inbox.
+    profile: Mutex<Option<PassportProfile>>,
+    /// `creds` of the web inbox's form post is made with it, as Messenger did.
+    password: String,
     timeout: Duration,
     shutdown: CancellationToken,
 }
@@ -101,6 +106,8 @@ impl Client {
             personal_message: Mutex::new(None),
             next_chat: Arc::new(AtomicU64::new(1)),
             lists_from_cache: online.lists_from_cache.into(),
+            profile: Mutex::new(online.profile.clone()),
+            password: config.password.clone(),
             timeout: config.timeout,
             shutdown: CancellationToken::new(),
         });
@@ -149,6 +156,61 @@ impl Client {
 
     pub fn status(&self) -> Status {
         *lock(&self.shared.status)
+    }
+
+    /// The Passport fields of the profile the server sent at the last sign-in (MSNP5+; `None`
+    /// before, or from a server that sent none).
+    pub fn passport_profile(&self) -> Option<PassportProfile> {
+        lock(&self.shared.profile).clone()
+    }
+
+    /// `URL t SERVICE [arg]`: where a page of the account's mail site is (`INBOX`, `FOLDERS`,
+    /// `COMPOSE` with an address, `MESSAGE` with a message URL, …). A server without the service
+    /// answers `710`.
+    pub async fn mail_page(
+        &self,
+        service: &str,
+        arg: Option<&str>,
+    ) -> Result<MailPage, ClientError> {
+        if service.is_empty() || service.contains(char::is_whitespace) {
+            return Err(ClientError::InvalidArgument(format!(
+                "not a URL service: {service:?}"
+            )));
+        }
+        let mut args = vec![service.to_owned()];
+        if let Some(a) = arg {
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                return Err(ClientError::InvalidArgument(format!(
+                    "not a URL argument: {a:?}"
+                )));
+            }
+            args.push(a.to_owned());
+        }
+        let f = self.call("URL", args, None).await?;
+        match f.params().as_slice() {
+            [rru, post_url, rest @ ..] => Ok(MailPage {
+                rru: (*rru).to_owned(),
+                post_url: (*post_url).to_owned(),
+                site_id: rest.first().map(|s| (*s).to_owned()),
+            }),
+            _ => Err(ClientError::protocol("URL without a page", f.line())),
+        }
+    }
+
+    /// The local HTML page that opens `page` signed in (see [`crate::hotmail_form`]); `None` when
+    /// the sign-in gave no profile ticket (MSNP2–MSNP4), where [`MailPage::direct_url`] is left.
+    pub fn mail_form(&self, page: &MailPage) -> Option<String> {
+        let profile = self.passport_profile().filter(|p| !p.mspauth.is_empty())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Some(crate::mail::hotmail_form(
+            &self.shared.email,
+            &self.shared.password,
+            &profile,
+            page,
+            now,
+        ))
     }
 
     /// Sends one request and waits for its reply (or its numeric error).
@@ -440,6 +502,15 @@ fn psm_of(payload: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// The Passport fields of the profile in an NS `MSG`, if it is the profile.
+fn profile_of(f: &Frame) -> Option<PassportProfile> {
+    use msgr_proto::mime::{MimeMessage, Profile};
+    let m = MimeMessage::parse(f.payload()?).ok()?;
+    Profile::from_message(&m)
+        .ok()
+        .map(|p| PassportProfile::from_profile(&p))
+}
+
 /// The Hotmail notice in an NS `MSG`, if it is one.
 fn mail_event(f: &Frame) -> Option<MailEvent> {
     use msgr_proto::mime::{
@@ -479,6 +550,7 @@ struct Online {
     next_trid: u32,
     name: String,
     lists_from_cache: bool,
+    profile: Option<PassportProfile>,
 }
 
 /// Answers `CHL` with the first official client ID this dialect accepts.
@@ -525,6 +597,7 @@ async fn go_online(
     }
     let mut progress = SyncProgress::Requested;
     let mut downloaded = false;
+    let mut profile = None;
     while progress != SyncProgress::Done {
         let f = wire.read_frame_within(t).await?;
         match f.command() {
@@ -532,8 +605,10 @@ async fn go_online(
                 answer_challenge(&mut wire, dialect, next_trid, &f).await?;
                 next_trid += 1;
             }
+            // The profile: its Passport fields open the web inbox.
+            "MSG" if profile_of(&f).is_some() => profile = profile_of(&f),
             // Hotmail notices (the initial unread counts come before the list) are the online
-            // phase's; the profile is not kept.
+            // phase's.
             "MSG" if mail_event(&f).is_some() => {
                 if early.len() < 1024 {
                     early.push(f);
@@ -604,6 +679,7 @@ async fn go_online(
         next_trid,
         name,
         lists_from_cache: !downloaded,
+        profile,
     })
 }
 
@@ -692,6 +768,7 @@ impl Task {
                 Ok(o) => {
                     *lock(&self.shared.lists) = cache;
                     *lock(&self.shared.name) = o.name.clone();
+                    *lock(&self.shared.profile) = o.profile.clone();
                     self.shared
                         .lists_from_cache
                         .store(o.lists_from_cache, std::sync::atomic::Ordering::Relaxed);
