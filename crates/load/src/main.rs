@@ -7,7 +7,8 @@
 //! Scenarios: `login` (TWN logins per second), `idle` (memory and fds per online user),
 //! `presence` (CHG → watchers' NLN latency), `relay` (switchboard message round trips), and for
 //! mail `smtp` (messages accepted per second), `pop3` (download rate) and `mail-idle` (memory per
-//! idle mail session), which work against any SMTP/POP3 server.
+//! idle mail session), which work against any SMTP/POP3 server, and `mail-notify` (SMTP `250` →
+//! Messenger's new-mail notice).
 //! Each prints a table, or one JSON object with `--json`.
 
 mod conn;
@@ -53,6 +54,9 @@ enum Scenario {
     Imap(scenario::mail::ImapArgs),
     /// N idle SMTP, POP3 or logged-in IMAP sessions; the server's resident memory per session.
     MailIdle(scenario::mail::IdleArgs),
+    /// N users online over MSNP while S SMTP senders deliver M messages/s to them; time from
+    /// SMTP's `250` to the new-mail notice on the recipient's MSNP socket.
+    MailNotify(scenario::mail_notify::Args),
 }
 
 fn main() -> Result<()> {
@@ -71,6 +75,7 @@ fn main() -> Result<()> {
             Scenario::Pop3(a) => scenario::mail::pop3(a).await,
             Scenario::Imap(a) => scenario::mail::imap(a).await,
             Scenario::MailIdle(a) => scenario::mail::idle(a).await,
+            Scenario::MailNotify(a) => scenario::mail_notify::run(a).await,
         }
     })?;
     worker::finishing();
@@ -97,6 +102,7 @@ mod tests {
             "pop3",
             "mail-idle",
             "imap",
+            "mail-notify",
         ] {
             assert!(parse(&[s]).is_ok(), "{s}");
             assert!(parse(&[s, "--json"]).is_ok(), "{s} --json");
