@@ -588,9 +588,11 @@ impl MailStore for SqliteStore {
     }
 
     fn claim_recent(&self, folder_id: i64) -> Result<Option<(u32, u32)>> {
+        let full = self.options.synchronous_full;
         self.with_writer(|conn| {
-            let tx = conn.transaction()?;
-            let found: Option<(i64, i64)> = tx
+            // Only this connection writes, and it is ours until we return: no transaction is needed
+            // between the read and the update.
+            let found: Option<(i64, i64)> = conn
                 .prepare_cached("SELECT first_recent_uid, uidnext FROM mail_folders WHERE id = ?1")?
                 .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
@@ -598,9 +600,19 @@ impl MailStore for SqliteStore {
                 return Ok(None);
             };
             if first < uidnext {
-                tx.prepare_cached("UPDATE mail_folders SET first_recent_uid = ?2 WHERE id = ?1")?
-                    .execute(params![folder_id, uidnext])?;
-                tx.commit()?;
+                // A claim lost in a crash only makes messages recent once more, so it does not wait
+                // for an fsync of its own (a session claims on every SELECT after new mail); the next
+                // durable commit syncs the WAL with it.
+                if full {
+                    conn.pragma_update(None, "synchronous", "NORMAL")?;
+                }
+                let updated = conn
+                    .prepare_cached("UPDATE mail_folders SET first_recent_uid = ?2 WHERE id = ?1")
+                    .and_then(|mut u| u.execute(params![folder_id, uidnext]));
+                if full {
+                    conn.pragma_update(None, "synchronous", "FULL")?;
+                }
+                updated?;
             }
             Ok(Some((to_u32(first), to_u32(uidnext))))
         })

@@ -445,4 +445,10 @@ fn recent_messages_are_taken_once() {
         1
     );
     assert_eq!(store.claim_recent(-1).unwrap(), None);
+    // The claim skips its own fsync but leaves the writer as durable as it was.
+    let Store::Sqlite(sqlite) = &store;
+    let level: i64 = sqlite
+        .with_writer(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(level, 2, "FULL");
 }
