@@ -80,6 +80,10 @@ impl Web {
         signed: &Signed,
         query: &HashMap<String, String>,
     ) -> Answer {
+        if !query.contains_key("uid") {
+            // Messenger's `URL t MESSAGE id` names Hotmail's message ids, which mean nothing here.
+            return Ok(http::see_other("/mail/inbox"));
+        }
         let (name, uid) = target(query)?;
         let images = query.get("images").is_some_and(|v| v == "1");
         let apage = query
@@ -301,10 +305,11 @@ impl Web {
                 self.blocking(move |s| s.store_flags(id, &[uid], op, Flags::SEEN, &[]))
                     .await?;
                 self.inner.mail.notify.changed(&account);
+                // "read" names no notice: marking read needs none.
                 Ok(http::see_other(&back(if op == FlagOp::Remove {
                     "unread"
                 } else {
-                    "moved"
+                    "read"
                 })))
             }
             "/mail/delete" if from.special == Some(SpecialUse::Trash) => {

@@ -199,6 +199,19 @@ mod tests {
     }
 
     #[test]
+    fn idle_and_old_sessions_end() {
+        // No idle time at all: a session is gone at its first use.
+        let s = Sessions::new(10, 10, Duration::ZERO, Duration::from_secs(600));
+        let (c, session) = s.create("alice@example.com").unwrap();
+        assert!(s.get(&c).is_none());
+        assert!(session.ended.is_cancelled());
+        assert!(s.is_empty());
+        let s = Sessions::new(10, 10, Duration::from_secs(600), Duration::ZERO);
+        let (c, _) = s.create("alice@example.com").unwrap();
+        assert!(s.get(&c).is_none());
+    }
+
+    #[test]
     fn tokens_compare() {
         assert!(same_token("abc", "abc"));
         assert!(!same_token("abc", "abd"));
