@@ -481,9 +481,7 @@ impl Server {
                     config: shared.config.web.clone(),
                     mail: server.context(),
                     tickets: shared.mspauth.clone(),
-                    https_root: addrs
-                        .https
-                        .map(|_| passport::site_root(&shared.dalogin)),
+                    https_root: addrs.https.map(|_| passport::site_root(&shared.dalogin)),
                 });
                 let _ = shared.web.set(web);
                 Some(server)

@@ -141,7 +141,9 @@ where
                     };
                     web.handle(req, &conn).await
                 }
-                _ => route(req, peer, &shared, &listener).await.map(BodyExt::boxed),
+                _ => route(req, peer, &shared, &listener)
+                    .await
+                    .map(BodyExt::boxed),
             };
             // A HEAD answer's Content-Length must be the body actually sent (none), so that
             // `header_case` finds where the next response starts.
