@@ -88,10 +88,10 @@ pub fn audience(owner: &ContactList) -> impl Iterator<Item = &str> {
     owner
         .members(List::Reverse)
         .filter(move |c| {
-            c.email == owner.owner
+            *c.email == *owner.owner
                 || (!c.lists.contains(List::Block) && (c.lists.contains(List::Allow) || blp_allows))
         })
-        .map(|c| c.email.as_str())
+        .map(|c| &*c.email)
 }
 
 #[cfg(test)]
@@ -108,8 +108,8 @@ mod tests {
         list.settings.blp = blp;
         if !watcher_lists.is_empty() {
             list.contacts.insert(Contact {
-                email: WATCHER.to_owned(),
-                nickname: WATCHER.to_owned(),
+                email: WATCHER.into(),
+                nickname: WATCHER.into(),
                 lists: watcher_lists.iter().copied().collect::<ListSet>(),
                 groups: BTreeSet::new(),
                 guid: Guid::random(),
@@ -166,8 +166,8 @@ mod tests {
         for blp in [Blp::Allow, Blp::Block] {
             let mut owner = owner_with(&[], blp);
             owner.contacts.insert(Contact {
-                email: OWNER.to_owned(),
-                nickname: OWNER.to_owned(),
+                email: OWNER.into(),
+                nickname: OWNER.into(),
                 lists: ListSet::only(BL),
                 groups: BTreeSet::new(),
                 guid: Guid::random(),
@@ -267,8 +267,8 @@ mod tests {
         ];
         for (email, lists) in entries {
             owner.contacts.insert(Contact {
-                email: (*email).to_owned(),
-                nickname: (*email).to_owned(),
+                email: (*email).into(),
+                nickname: (*email).into(),
                 lists: lists.iter().copied().collect(),
                 groups: BTreeSet::new(),
                 guid: Guid::random(),
@@ -285,7 +285,7 @@ mod tests {
             let slow: Vec<&str> = owner
                 .members(RL)
                 .filter(|c| may_see(&owner, &c.email))
-                .map(|c| c.email.as_str())
+                .map(|c| &*c.email)
                 .collect();
             assert_eq!(audience(&owner).collect::<Vec<_>>(), slow);
         }

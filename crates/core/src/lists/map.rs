@@ -174,8 +174,8 @@ mod tests {
 
     fn contact(email: &str) -> Contact {
         Contact {
-            email: email.to_owned(),
-            nickname: email.to_owned(),
+            email: email.into(),
+            nickname: email.into(),
             lists: ListSet::only(List::Forward),
             groups: BTreeSet::new(),
             guid: Guid::random(),
@@ -188,20 +188,20 @@ mod tests {
         for e in ["m@x", "b@x", "z@x", "a@x"] {
             assert!(m.insert(contact(e)).is_none());
         }
-        let names: Vec<&str> = m.values().map(|c| c.email.as_str()).collect();
+        let names: Vec<&str> = m.values().map(|c| &*c.email).collect();
         assert_eq!(names, ["a@x", "b@x", "m@x", "z@x"]);
         let mut again = contact("b@x");
         again.nickname = "Bee".into();
-        assert_eq!(m.insert(again).unwrap().nickname, "b@x");
-        assert_eq!(m["b@x"].nickname, "Bee");
+        assert_eq!(m.insert(again).unwrap().nickname.as_ref(), "b@x");
+        assert_eq!(m["b@x"].nickname.as_ref(), "Bee");
         assert_eq!(m.len(), 4);
         assert!(m.contains_key("z@x") && !m.contains_key("y@x"));
         m.get_mut("z@x").unwrap().nickname = "Zed".into();
-        assert_eq!(m.get("z@x").unwrap().nickname, "Zed");
-        assert_eq!(m.remove("a@x").unwrap().email, "a@x");
+        assert_eq!(m.get("z@x").unwrap().nickname.as_ref(), "Zed");
+        assert_eq!(&*m.remove("a@x").unwrap().email, "a@x");
         assert!(m.remove("a@x").is_none() && m.get("a@x").is_none());
         let collected: ContactMap = ["c@x", "a@x", "c@x"].into_iter().map(contact).collect();
-        let names: Vec<&str> = collected.values().map(|c| c.email.as_str()).collect();
+        let names: Vec<&str> = collected.values().map(|c| &*c.email).collect();
         assert_eq!(names, ["a@x", "c@x"]);
     }
 

@@ -22,6 +22,7 @@
 //! Invariant kept by these operations: B is on A's reverse list exactly when A is on B's forward list.
 
 mod map;
+mod names;
 mod ops;
 
 #[cfg(test)]
@@ -30,10 +31,12 @@ mod tests;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use msgr_proto::ErrorCode;
 
 pub use map::{ContactMap, GroupMap, Keyed, SortedMap};
+pub use names::Names;
 pub use ops::{AddRequest, ExclusiveMembers};
 
 /// The name the service gives group 0, which every account has and cannot remove.
@@ -251,13 +254,16 @@ impl FromStr for Guid {
 }
 
 /// One person on the owner's lists.
+///
+/// The two names are shared strings so that every online list naming the same person can hold one copy of the
+/// text ([`Names`]); nothing here depends on whether they are shared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Contact {
     /// The contact's Passport name, lowercased; also the key in [`ContactList::contacts`].
-    pub email: String,
+    pub email: Arc<str>,
     /// The name the owner stores for the contact (the custom name of `ADD`/`ADC … F=`), decoded. For entries
     /// made by the server (the reverse list) it is the contact's display name when they added the owner.
-    pub nickname: String,
+    pub nickname: Arc<str>,
     /// The lists the contact is on; never empty (a contact on no list is deleted).
     pub lists: ListSet,
     /// The owner's groups the contact is in. Only meaningful on the forward list; empty means "no group", which
@@ -714,16 +720,19 @@ impl ContactList {
                 guid,
                 group,
             } => {
-                let contact = self.contacts.get_or_insert_with(email, || Contact {
-                    email: email.clone(),
-                    nickname: nickname.clone(),
-                    lists: ListSet::EMPTY,
-                    groups: BTreeSet::new(),
-                    guid: *guid,
+                let contact = self.contacts.get_or_insert_with(email, || {
+                    let (email, nickname) = Names::global().contact(email, nickname);
+                    Contact {
+                        email,
+                        nickname,
+                        lists: ListSet::EMPTY,
+                        groups: BTreeSet::new(),
+                        guid: *guid,
+                    }
                 });
                 contact.lists.insert(*list);
-                if *list == List::Forward {
-                    contact.nickname.clone_from(nickname);
+                if *list == List::Forward && *contact.nickname != **nickname {
+                    contact.nickname = Names::global().intern(nickname);
                 }
                 // Membership needs the group to exist, as the store's foreign key demands.
                 if let Some(g) = group.filter(|g| self.groups.contains_key(g)) {
@@ -773,7 +782,7 @@ impl ContactList {
             ChangeKind::SetDisplayName(_) => {}
             ChangeKind::SetContactNickname { email, nickname } => {
                 if let Some(c) = self.contacts.get_mut(email) {
-                    c.nickname.clone_from(nickname);
+                    c.nickname = Names::global().intern(nickname);
                 }
             }
             ChangeKind::SetPersonalMessage(psm) => {

@@ -179,7 +179,7 @@ impl ContactList {
             return Err(reply(ErrorCode::AlreadyInList));
         }
         Ok(vec![self.change(ChangeKind::AddToGroup {
-            email: contact.email.clone(),
+            email: contact.email.to_string(),
             group,
         })])
     }
@@ -237,7 +237,7 @@ impl ContactList {
             return Err(reply(ErrorCode::PrincipalNotInGroup));
         }
         Ok(vec![self.change(ChangeKind::RemoveFromGroup {
-            email: contact.email.clone(),
+            email: contact.email.to_string(),
             group,
         })])
     }
@@ -304,7 +304,7 @@ impl ContactList {
             ExclusiveMembers::LeaveForwardList => self
                 .members(List::Forward)
                 .filter(|c| c.groups.len() == 1 && c.groups.contains(&id))
-                .map(|c| c.email.clone())
+                .map(|c| c.email.to_string())
                 .collect(),
         };
         let peers: Vec<Change> = dropped
@@ -398,7 +398,7 @@ impl ContactList {
             .ok_or(reply(ErrorCode::NotInList))?;
         validate_friendly_name(nickname).map_err(|_| reply(ErrorCode::InvalidFriendlyName))?;
         Ok(vec![self.change(ChangeKind::SetContactNickname {
-            email: contact.email.clone(),
+            email: contact.email.to_string(),
             nickname: nickname.to_owned(),
         })])
     }

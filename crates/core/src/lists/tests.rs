@@ -34,8 +34,8 @@ fn zero() -> Guid {
 
 fn contact(email: &str, lists: &[List], groups: &[u32]) -> Contact {
     Contact {
-        email: email.to_owned(),
-        nickname: format!("nick of {email}"),
+        email: email.into(),
+        nickname: format!("nick of {email}").into(),
         lists: lists.iter().copied().collect(),
         groups: groups.iter().copied().collect(),
         guid: Guid::random(),
@@ -96,9 +96,9 @@ fn ch(owner: &str, kind: ChangeKind) -> Change {
 
 fn add_to(email: &str, list: List, nickname: &str, group: Option<u32>) -> ChangeKind {
     ChangeKind::AddToList {
-        email: email.to_owned(),
+        email: email.into(),
         list,
-        nickname: nickname.to_owned(),
+        nickname: nickname.into(),
         guid: zero(),
         group,
     }
@@ -106,7 +106,7 @@ fn add_to(email: &str, list: List, nickname: &str, group: Option<u32>) -> Change
 
 fn rem_from(email: &str, list: List) -> ChangeKind {
     ChangeKind::RemoveFromList {
-        email: email.to_owned(),
+        email: email.into(),
         list,
     }
 }
@@ -256,10 +256,7 @@ fn new_list_has_group_zero_and_official_defaults() {
 #[test]
 fn lookups() {
     let a = alice();
-    assert_eq!(
-        a.contact("BOB@example.com").map(|c| c.email.as_str()),
-        Some(BOB)
-    );
+    assert_eq!(a.contact("BOB@example.com").map(|c| &*c.email), Some(BOB));
     assert!(a.is_on(BOB, RL));
     assert!(!a.is_on(DAVE, FL));
     assert!(!a.is_on(ZED, FL));
@@ -268,10 +265,7 @@ fn lookups() {
     assert_eq!(a.count(BL), 2);
     assert_eq!(a.count(RL), 2);
     let bob_guid = a.contacts[BOB].guid;
-    assert_eq!(
-        a.contact_by_guid(&bob_guid).map(|c| c.email.as_str()),
-        Some(BOB)
-    );
+    assert_eq!(a.contact_by_guid(&bob_guid).map(|c| &*c.email), Some(BOB));
     let work = a.groups[&2].guid;
     assert_eq!(a.group_by_guid(&work).map(|g| g.id), Some(2));
     assert_eq!(a.group_by_guid(&zero()), None);
@@ -505,7 +499,7 @@ fn add_successes() {
             vec![ch(
                 ALICE,
                 ChangeKind::AddToGroup {
-                    email: BOB.to_owned(),
+                    email: BOB.into(),
                     group: 2,
                 },
             )],
@@ -578,7 +572,7 @@ fn remove_table() {
         vec![ch(
             ALICE,
             ChangeKind::RemoveFromGroup {
-                email: email.to_owned(),
+                email: email.into(),
                 group,
             },
         )]
@@ -886,7 +880,7 @@ fn names_and_personal_message() {
                 ALICE,
                 ChangeKind::SetContactNickname {
                     email: email.to_ascii_lowercase(),
-                    nickname: (*nick).to_owned(),
+                    nickname: (*nick).into(),
                 },
             )]
         });
@@ -955,7 +949,7 @@ fn apply_follows_each_change() {
         .unwrap();
     run(&mut a, changes);
     let z = a.contact(ZED).unwrap();
-    assert_eq!((z.lists.bits(), &z.nickname), (1, &"Zed".to_owned()));
+    assert_eq!((z.lists.bits(), &*z.nickname), (1, "Zed"));
     assert_eq!(z.groups, BTreeSet::from([2]));
 
     // A second list keeps the nickname; the forward list replaces it.
@@ -964,7 +958,7 @@ fn apply_follows_each_change() {
         .unwrap();
     run(&mut a, changes);
     assert_eq!(a.contacts[ZED].lists.bits(), 3);
-    assert_eq!(a.contacts[ZED].nickname, "Zed");
+    assert_eq!(a.contacts[ZED].nickname.as_ref(), "Zed");
     let changes = a
         .add(&req(AL, ERIN, None, None), Some(&zed), "Alice", &d)
         .unwrap();
@@ -979,7 +973,7 @@ fn apply_follows_each_change() {
         .unwrap();
     let erin_guid = a.contacts[ERIN].guid;
     run(&mut a, changes);
-    assert_eq!(a.contacts[ERIN].nickname, "Erin E");
+    assert_eq!(a.contacts[ERIN].nickname.as_ref(), "Erin E");
     assert_eq!(
         a.contacts[ERIN].guid, erin_guid,
         "an existing entry keeps its GUID"
@@ -1032,7 +1026,7 @@ fn apply_follows_each_change() {
     assert_eq!(a.settings.blp, Blp::Block);
     assert_eq!(a.settings.phones.home.as_deref(), Some("1 2"));
     assert!(a.settings.phones.mobile_contact);
-    assert_eq!(a.contacts[CAROL].nickname, "Caz");
+    assert_eq!(a.contacts[CAROL].nickname.as_ref(), "Caz");
 
     // The personal message is not list data: no version bump.
     let v = a.version;
@@ -1051,15 +1045,15 @@ fn apply_is_total() {
     let stale = [
         rem_from(ZED, FL),
         ChangeKind::AddToGroup {
-            email: ZED.to_owned(),
+            email: ZED.into(),
             group: 1,
         },
         ChangeKind::AddToGroup {
-            email: BOB.to_owned(),
+            email: BOB.into(),
             group: 9,
         },
         ChangeKind::RemoveFromGroup {
-            email: ZED.to_owned(),
+            email: ZED.into(),
             group: 1,
         },
         ChangeKind::RenameGroup {
@@ -1071,8 +1065,8 @@ fn apply_is_total() {
             dropped: vec![ZED.to_owned()],
         },
         ChangeKind::SetContactNickname {
-            email: ZED.to_owned(),
-            nickname: "z".to_owned(),
+            email: ZED.into(),
+            nickname: "z".into(),
         },
     ];
     for kind in &stale {
@@ -1103,7 +1097,7 @@ fn assert_consistent(lists: &BTreeMap<String, ContactList>) {
                 c.email
             );
             assert!(c.groups.iter().all(|g| list.groups.contains_key(g)));
-            let other = &lists[&c.email];
+            let other = &lists[&*c.email];
             assert_eq!(
                 c.lists.contains(FL),
                 other.is_on(owner, RL),

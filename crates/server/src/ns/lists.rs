@@ -459,7 +459,7 @@ impl NsSession {
                 let email = match Guid::parse(who) {
                     Ok(g) => l
                         .contact_by_guid(&g)
-                        .map(|c| c.email.clone())
+                        .map(|c| c.email.to_string())
                         .ok_or(ErrorCode::NotInList)?,
                     Err(_) => (*who).to_owned(),
                 };

@@ -208,7 +208,7 @@ impl NsSession {
 
         if !user.announced {
             user.announced = true;
-            let forward: Vec<String> = user
+            let forward: Vec<std::sync::Arc<str>> = user
                 .state
                 .list()
                 .members(List::Forward)
@@ -217,7 +217,7 @@ impl NsSession {
             let seen = self
                 .shared
                 .hub
-                .visible_contacts(&user.email, forward.iter().map(String::as_str));
+                .visible_contacts(&user.email, forward.iter().map(|e| &**e));
             for (contact, _) in &seen {
                 write_iln(dialect, trid, contact, out);
             }

@@ -223,13 +223,13 @@ pub(super) fn write_syn(
                 let nick = urlenc::encode(&c.nickname);
                 let bits = c.lists.bits().to_string();
                 let groups = group_ids(c);
-                let mut args = vec![c.email.as_str(), &nick, &bits];
+                let mut args = vec![&*c.email, &nick, &bits];
                 if c.lists.contains(List::Forward) {
                     args.push(&groups);
                 }
                 write_line(out, "LST", None, &args);
                 if c.lists.contains(List::Forward) {
-                    bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&c.email), out);
+                    bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&*c.email), out);
                 }
             }
         }
@@ -267,7 +267,7 @@ pub(super) fn write_syn(
                         args.push(&groups);
                     }
                     write_line(out, "LST", None, &args);
-                    bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&c.email), out);
+                    bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&*c.email), out);
                 } else {
                     let mut args = vec![n.as_str(), &bits];
                     args.extend(network_field(dialect));
@@ -317,7 +317,7 @@ fn write_iterated_list(
         }
         write_line(out, "LST", Some(trid), &args);
         if let (List::Forward, Some(phones)) = (l, phones) {
-            bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&c.email), out);
+            bpr::write_in_syn(dialect, &ver, &c.email, phones.get(&*c.email), out);
         }
     }
 }

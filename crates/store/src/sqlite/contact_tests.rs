@@ -208,7 +208,7 @@ fn full_list_round_trips() {
             .collect::<Vec<_>>(),
         [1, 2]
     );
-    assert_eq!(alice.contacts[BOB].nickname, "Bob (work)");
+    assert_eq!(alice.contacts[BOB].nickname.as_ref(), "Bob (work)");
     assert_eq!(alice.contacts[CAROL].lists.bits(), 1 | 4);
     // Dave allowing Alice is Dave's business: it puts nothing on Alice's lists.
     assert_eq!(alice.contacts[DAVE].lists.bits(), 1);
@@ -219,7 +219,7 @@ fn full_list_round_trips() {
     // Bob's reverse-list entry for Alice carries Alice's display name at the time she added him.
     let bob = w.store.load_list(BOB).unwrap();
     assert_eq!(bob.contacts[ALICE].lists.bits(), 1 | 8);
-    assert_eq!(bob.contacts[ALICE].nickname, "Al");
+    assert_eq!(bob.contacts[ALICE].nickname.as_ref(), "Al");
     assert_eq!(
         w.store.load_list(CAROL).unwrap().contacts[ALICE]
             .lists

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use msgr_core::lists::{
-    Blp, Change, ChangeKind, Contact, ContactList, Group, Gtc, Guid, List, ListSet, Phones,
+    Blp, Change, ChangeKind, Contact, ContactList, Group, Gtc, Guid, List, ListSet, Names, Phones,
     Property, Settings,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -152,9 +152,11 @@ fn load(conn: &Connection, owner: &str) -> Result<ContactList> {
                 .ok_or_else(|| {
                     corrupt(format!("list mask {bits} of {email} in {owner}'s lists"))
                 })?;
+            // Shared with every other list that names the same person (msgr-core's `Names`).
+            let (shared_email, nickname) = Names::global().contact(&email, &r.get::<_, String>(2)?);
             let contact = Contact {
-                email: email.clone(),
-                nickname: r.get(2)?,
+                email: shared_email,
+                nickname,
                 lists,
                 groups: BTreeSet::new(),
                 guid: parse_guid(&r.get::<_, String>(4)?, "contact")?,
