@@ -121,7 +121,8 @@ pub struct LimitsConfig {
     pub login_max_delay_secs: u64,
     pub login_forget_secs: u64,
     /// Password checks waiting for the hashing threads per client IP (IPv6 by /64) and in all;
-    /// the threads take the client addresses in turn. A check beyond either is refused at once.
+    /// the threads take the client addresses in turn. A check beyond either waits in its own
+    /// task for a place (so a flood from one address only delays that address).
     pub hash_queue_per_ip: usize,
     pub hash_queue: usize,
 }

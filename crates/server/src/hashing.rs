@@ -24,15 +24,17 @@ struct Job {
     reply: oneshot::Sender<bool>,
 }
 
-/// Why a check was not done.
+/// The pool closed before answering (the server is shutting down).
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HashError {
-    /// The pool closed before answering (the server is shutting down).
-    #[error("the password-hashing pool has stopped")]
+#[error("the password-hashing pool has stopped")]
+pub(crate) struct PoolClosed;
+
+/// What [`Queue::push`] did with a job.
+enum Push {
+    Queued,
+    /// The address's share or the whole queue is full: the job comes back.
+    Full(Job),
     Closed,
-    /// This client address already has its share of the queue waiting, or the queue is full.
-    #[error("the password-hashing queue is full for this address")]
-    Busy,
 }
 
 /// The waiting checks, one queue per client address (IPv6 by /64), served in turn: a thread
@@ -71,6 +73,8 @@ impl FairQueue {
 struct Queue {
     state: Mutex<FairQueue>,
     ready: Condvar,
+    /// Told whenever a thread takes a job: checks waiting for a place try again.
+    popped: tokio::sync::Notify,
     /// Jobs waiting for one address at most.
     per_addr: usize,
     /// Jobs waiting in all at most.
@@ -83,21 +87,21 @@ impl Queue {
     }
 
     /// Queues `job` in `key`'s share, unless that share or the whole queue is full.
-    fn push(&self, key: AddrKey, job: Job) -> Result<(), HashError> {
+    fn push(&self, key: AddrKey, job: Job) -> Push {
         let mut q = self.lock();
         if q.closed {
-            return Err(HashError::Closed);
+            return Push::Closed;
         }
         let mine = q.queues.get(&key).map_or(0, VecDeque::len);
         if mine >= self.per_addr || q.len >= self.total {
-            return Err(HashError::Busy);
+            return Push::Full(job);
         }
         if mine == 0 {
             q.ring.push_back(key);
         }
         q.queues.entry(key).or_default().push_back(job);
         q.len += 1;
-        Ok(())
+        Push::Queued
     }
 }
 
@@ -109,12 +113,14 @@ pub(crate) struct HashPool {
 impl HashPool {
     /// Starts `threads` hashing threads (at least one). Checks waiting beyond them queue per
     /// client address: at most `per_addr` for one address and `total` in all; past either, a
-    /// check is refused at once ([`HashError::Busy`]) rather than queued.
+    /// check waits in its own task (bounded by the connection caps) until its address has a
+    /// place again, so a flood from one address only ever delays that address.
     pub fn start(threads: usize, per_addr: usize, total: usize) -> std::io::Result<HashPool> {
         let threads = threads.max(1);
         let queue = std::sync::Arc::new(Queue {
             state: Mutex::new(FairQueue::default()),
             ready: Condvar::new(),
+            popped: tokio::sync::Notify::new(),
             per_addr: per_addr.max(1),
             total: total.max(1),
         });
@@ -134,16 +140,30 @@ impl HashPool {
         password: &str,
         phc: Option<String>,
         from: IpAddr,
-    ) -> Result<bool, HashError> {
+    ) -> Result<bool, PoolClosed> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
+        let mut job = Job {
             password: password.to_owned(),
             phc,
             reply,
         };
-        self.queue.push(AddrKey::of(from), job)?;
+        let key = AddrKey::of(from);
+        loop {
+            // Registered before trying, so a place freed in between is not missed.
+            let popped = self.queue.popped.notified();
+            tokio::pin!(popped);
+            popped.as_mut().enable();
+            match self.queue.push(key, job) {
+                Push::Queued => break,
+                Push::Closed => return Err(PoolClosed),
+                Push::Full(back) => {
+                    job = back;
+                    popped.await;
+                }
+            }
+        }
         self.queue.ready.notify_one();
-        answer.await.map_err(|_| HashError::Closed)
+        answer.await.map_err(|_| PoolClosed)
     }
 }
 
@@ -151,6 +171,8 @@ impl Drop for HashPool {
     fn drop(&mut self) {
         self.queue.lock().closed = true;
         self.queue.ready.notify_all();
+        // Checks waiting for a place learn that there will be none.
+        self.queue.popped.notify_waiters();
     }
 }
 
@@ -179,6 +201,7 @@ fn work(queue: &Queue) {
                     return;
                 }
                 if let Some(job) = q.pop() {
+                    queue.popped.notify_waiters();
                     break job;
                 }
                 q = queue.ready.wait(q).unwrap_or_else(|p| p.into_inner());
@@ -252,14 +275,15 @@ mod tests {
         assert!(q.queues.is_empty() && q.ring.is_empty());
     }
 
-    /// One address's share is bounded: past it, checks are refused at once while another
-    /// address still gets in, up to the total.
+    /// One address's share is bounded: past it, a check waits (its job comes back) while
+    /// another address still gets in, up to the total.
     #[test]
     fn shares_and_the_total_are_bounded() {
         // A queue without threads, so nothing is taken while it fills.
         let q = Queue {
             state: Mutex::new(FairQueue::default()),
             ready: Condvar::new(),
+            popped: tokio::sync::Notify::new(),
             per_addr: 2,
             total: 3,
         };
@@ -267,11 +291,34 @@ mod tests {
         let b = AddrKey::of("198.51.100.1".parse().unwrap());
         let c = AddrKey::of("203.0.113.1".parse().unwrap());
         let push = |key| q.push(key, job("x").0);
-        assert!(push(a).is_ok());
-        assert!(push(a).is_ok());
-        assert!(matches!(push(a), Err(HashError::Busy)));
-        assert!(push(b).is_ok());
-        assert!(matches!(push(c), Err(HashError::Busy)), "total reached");
+        assert!(matches!(push(a), Push::Queued));
+        assert!(matches!(push(a), Push::Queued));
+        assert!(matches!(push(a), Push::Full(_)));
+        assert!(matches!(push(b), Push::Queued));
+        assert!(matches!(push(c), Push::Full(_)), "total reached");
+    }
+
+    /// Eight checks from one address with a share of one: all answered, in order, none
+    /// refused (those past the share wait for a place).
+    #[tokio::test]
+    async fn checks_past_a_share_wait_for_a_place() {
+        let pool = std::sync::Arc::new(HashPool::start(1, 1, 2).unwrap());
+        let phc = hash_password_with("pw", CHEAP).unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (pool, phc) = (pool.clone(), phc.clone());
+                let password = if i % 2 == 0 { "pw" } else { "x" };
+                tokio::spawn(async move { pool.verify(password, Some(phc), IP).await.unwrap() })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        assert_eq!(
+            results,
+            [true, false, true, false, true, false, true, false]
+        );
     }
 
     #[tokio::test]

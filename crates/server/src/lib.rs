@@ -107,7 +107,7 @@ pub(crate) enum LookupError {
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
-    Hashing(#[from] hashing::HashError),
+    Closed(#[from] hashing::PoolClosed),
 }
 
 /// The outcome of a password check.
@@ -117,8 +117,6 @@ pub(crate) enum PasswordCheck {
     Refused,
     /// Not checked: too many attempts for this account or from this address lately.
     Throttled(msgr_core::throttle::Throttled),
-    /// Not checked: this address already has its share of the hashing queue waiting.
-    Busy,
 }
 
 impl Shared {
@@ -207,14 +205,7 @@ impl Shared {
         }
         let account = self.account(email).await?;
         let phc = account.as_ref().map(|a| a.password_hash.clone());
-        let ok = match self.hashing.verify(password, phc, from).await {
-            Ok(ok) => ok,
-            Err(hashing::HashError::Busy) => {
-                tracing::info!(login = what, ip = %from, "password check refused: hashing queue full for this address");
-                return Ok(PasswordCheck::Busy);
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let ok = self.hashing.verify(password, phc, from).await?;
         match account.filter(|_| ok) {
             Some(a) => {
                 self.logins.succeeded(email, from);
@@ -270,7 +261,7 @@ impl msgr_mail::Authenticator for MailAuth {
         >,
     > {
         Box::pin(async move {
-            // Throttled and busy are temporary failures to the mail protocols (SMTP 454, IMAP
+            // Throttled is a temporary failure to the mail protocols (SMTP 454, IMAP
             // `NO [UNAVAILABLE]`, POP3 `-ERR [SYS/TEMP]`): the password was not checked.
             match self.0.check_password(user, password, peer, "mail").await {
                 Ok(PasswordCheck::Accepted(a)) => Ok(Some(a.email)),
@@ -279,9 +270,6 @@ impl msgr_mail::Authenticator for MailAuth {
                     "too many failed logins, retry in {} s",
                     t.retry_after.as_secs().max(1)
                 ))),
-                Ok(PasswordCheck::Busy) => Err(msgr_mail::AuthUnavailable(
-                    "too many logins waiting from this address".to_owned(),
-                )),
                 Err(e) => Err(msgr_mail::AuthUnavailable(e.to_string())),
             }
         })

@@ -294,12 +294,6 @@ async fn login(
             );
             r
         }
-        Ok(PasswordCheck::Busy) => {
-            let mut r = empty(StatusCode::SERVICE_UNAVAILABLE);
-            r.headers_mut()
-                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
         Err(e) => {
             tracing::error!(%peer, error = %e, "passport login failed");
             empty(StatusCode::INTERNAL_SERVER_ERROR)
