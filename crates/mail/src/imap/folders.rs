@@ -135,7 +135,7 @@ impl Session {
             let largest = msgs
                 .last()
                 .map_or(0, |m| m.meta.uid)
-                .max(folder.uidnext - 1);
+                .max(folder.uidnext.saturating_sub(1));
             let gone: Vec<u32> = vanished
                 .into_iter()
                 .filter(|&u| {
