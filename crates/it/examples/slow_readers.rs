@@ -76,10 +76,11 @@ async fn pair(srv: &TestServer, i: usize) -> Result<(Conn, TcpStream, [Conn; 2])
 /// Alice's flood; returns when she has heard that bob was dropped, and how many messages
 /// were sent by then.
 async fn flood(mut sa: Conn, burst: usize) -> Result<(Conn, usize)> {
+    let mut payload =
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n".to_vec();
+    payload.resize(PAYLOAD, b'z');
     let mut msg = format!("MSG 3 N {PAYLOAD}\r\n").into_bytes();
-    msg.extend_from_slice(b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n");
-    msg.resize(msg.len() + PAYLOAD - 64, b'z');
-    msg.truncate(format!("MSG 3 N {PAYLOAD}\r\n").len() + PAYLOAD);
+    msg.extend_from_slice(&payload);
     for _ in 0..20 {
         sa.send_raw(&msg).await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -144,7 +145,7 @@ async fn main() -> Result<()> {
     let mut alices = Vec::new();
     for f in floods {
         let (sa, sent) = f.await??;
-        println!("  bob dropped after alice sent {sent} messages");
+        println!("  alice sent {sent} messages; bob was dropped");
         alices.push(sa);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
