@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod transcript;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
