@@ -1097,6 +1097,27 @@ async fn hostile_html_and_broken_mime_are_safe() -> Result<()> {
     ensure!(frame2
         .header("content-security-policy")
         .contains("img-src data: https:"));
+    // Headers are text, never markup: a hostile subject and sender are escaped in the list and the page.
+    let evil = store_message(
+        &server,
+        ALICE,
+        SpecialUse::Inbox,
+        b"From: \"<img src=x onerror=alert(7)>\" <x@evil.example>\r\nSubject: <script>alert(8)</script>\r\n\r\nbody\r\n".to_vec(),
+    )
+    .await?;
+    let list = b.get("/mail/inbox").await?;
+    ensure!(
+        list.status == 200 && !list.has("<script>alert(8)") && !list.has("<img src=x"),
+        "unescaped header in the list"
+    );
+    let shown = b
+        .get(&format!("/mail/message?folder=INBOX&uid={evil}"))
+        .await?;
+    ensure!(shown.status == 200 && !shown.has("<script>alert(8)") && !shown.has("<img src=x"));
+    ensure!(
+        shown.has("&#60;script&#62;alert(8)"),
+        "subject not shown escaped"
+    );
     // Broken MIME renders.
     let r = b
         .get(&format!("/mail/message?folder=INBOX&uid={broken}"))
