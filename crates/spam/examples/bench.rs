@@ -53,13 +53,36 @@ fn main() -> Result<(), String> {
             ("missed spam", &test_spam, true),
             ("false positive", &test_ham, false),
         ] {
-            for m in set {
+            for (i, m) in set.iter().enumerate() {
                 let v = filter.check(m, None);
                 if v.is_spam() != want {
-                    println!("{label}: {}", v.status_header());
+                    println!("{label} #{}: {}", i + 1, v.status_header());
                 }
             }
         }
+    }
+    if let Some(path) = std::env::var_os("BENCH_DUMP") {
+        // One line per test message: class, classifier probability, rule points without the band, rule
+        // names: enough to try other bands and thresholds without scoring again.
+        let mut out = String::new();
+        for (class, set) in [("ham", &test_ham), ("spam", &test_spam)] {
+            for m in set {
+                let v = filter.check(m, None);
+                let rules: Vec<_> = v
+                    .hits
+                    .iter()
+                    .filter(|h| !h.name.starts_with("BAYES_"))
+                    .collect();
+                let points: f64 = rules.iter().map(|h| h.score).sum();
+                let names: Vec<&str> = rules.iter().map(|h| h.name).collect();
+                out.push_str(&format!(
+                    "{class} {:.6} {points:.2} {}\n",
+                    v.bayes,
+                    names.join(",")
+                ));
+            }
+        }
+        std::fs::write(&path, out).map_err(|e| e.to_string())?;
     }
     let bayes_only = |set: &Vec<Vec<u8>>| {
         set.iter()

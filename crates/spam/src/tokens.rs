@@ -107,10 +107,20 @@ fn headers(msg: &Message<'_>, out: &mut BTreeSet<String>) {
         }
     }
     // Which fields a message has, and the software that wrote it, tell bulk mailers from people's clients.
+    let raw = msg.raw_message();
+    let mut received = 0;
     for header in msg.headers() {
         let name = header.name.as_str().to_ascii_lowercase();
         if name.starts_with("x-") || name.starts_with("list-") {
             out.insert(format!("header:{name}"));
+        }
+        if name == "received" && received < MAX_RECEIVED {
+            received += 1;
+            let start = header.offset_start as usize;
+            let end = (header.offset_end as usize).min(raw.len());
+            if let Some(text) = raw.get(start..end) {
+                received_tokens(&String::from_utf8_lossy(clip_bytes(text, 1024)), out);
+            }
         }
         if matches!(header.name, HeaderName::Other(_))
             && (name == "x-mailer" || name == "user-agent")
@@ -139,9 +149,61 @@ fn headers(msg: &Message<'_>, out: &mut BTreeSet<String>) {
     }
 }
 
-/// Words of `text`, lowercased, with `prefix`; URLs become their host's labels.
+/// Received fields looked at, from the top (the hops nearest the recipient, which a sender forges least).
+const MAX_RECEIVED: usize = 6;
+
+/// The first `max` bytes of `b`.
+fn clip_bytes(b: &[u8], max: usize) -> &[u8] {
+    &b[..b.len().min(max)]
+}
+
+/// `received:` tokens for the hosts a `Received` field names (each with its parent domains) and the
+/// networks of its IPv4 addresses (/16 and /24): the relays a message came through.
+fn received_tokens(text: &str, out: &mut BTreeSet<String>) {
+    for word in text.split(|c: char| c.is_whitespace() || "()[];,<>=\"'".contains(c)) {
+        let w = word.trim_matches('.').to_ascii_lowercase();
+        if w.len() < 4 || w.len() > 80 || !w.contains('.') {
+            continue;
+        }
+        let octets: Vec<&str> = w.split('.').collect();
+        if octets.len() == 4
+            && octets
+                .iter()
+                .all(|o| !o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()))
+        {
+            out.insert(format!("received:ip:{}.{}", octets[0], octets[1]));
+            out.insert(format!(
+                "received:ip:{}.{}.{}",
+                octets[0], octets[1], octets[2]
+            ));
+        } else if w
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && w.bytes().any(|b| b.is_ascii_alphabetic())
+            && !w.contains('@')
+        {
+            let labels: Vec<&str> = w.split('.').filter(|l| !l.is_empty()).collect();
+            for start in 0..labels.len().saturating_sub(1) {
+                out.insert(format!("received:{}", labels[start..].join(".")));
+            }
+        }
+    }
+}
+
+/// Words of `text`, lowercased, with `prefix`, and each pair of neighbouring words; URLs become their
+/// host's labels.
 pub(crate) fn words(text: &str, prefix: &str, out: &mut BTreeSet<String>) {
+    // The previous word, for bigrams ("click here" says more than "click" and "here").
+    let mut prev: Option<String> = None;
     for raw in text.split_whitespace() {
+        // A word as written with its money, shouting and masking marks (`$$$`, `free!`, `c*ck`, `100%`),
+        // which the split below would lose.
+        if raw.len() <= 20
+            && raw.chars().any(|c| c.is_alphanumeric())
+            && raw.chars().any(|c| "!$%*".contains(c))
+        {
+            out.insert(format!("{prefix}p:{}", raw.to_lowercase()));
+        }
         if let Some(rest) = raw
             .strip_prefix("http://")
             .or_else(|| raw.strip_prefix("https://"))
@@ -170,7 +232,12 @@ pub(crate) fn words(text: &str, prefix: &str, out: &mut BTreeSet<String>) {
             if word.chars().all(|c| c.is_ascii_digit()) && n > 5 {
                 continue;
             }
-            out.insert(format!("{prefix}{}", word.to_lowercase()));
+            let w = word.to_lowercase();
+            if let Some(p) = &prev {
+                out.insert(format!("{prefix}{p} {w}"));
+            }
+            out.insert(format!("{prefix}{w}"));
+            prev = Some(w);
         }
     }
 }
@@ -371,6 +438,27 @@ mod tests {
             "{t:?}"
         );
         assert!(t.contains(&"attach-ext:exe".to_owned()), "{t:?}");
+    }
+
+    #[test]
+    fn bigrams_marks_and_relays() {
+        let t = toks(
+            b"Received: from mx.Relay.example (mx.relay.example [192.0.2.17]) by us.test\r\n\
+              Subject: x\r\n\r\nClick here for FREE!! c*ck $$$ now\r\n",
+        );
+        for want in [
+            "click here",
+            "here for",
+            "p:free!!",
+            "p:c*ck",
+            "received:mx.relay.example",
+            "received:relay.example",
+            "received:ip:192.0",
+            "received:ip:192.0.2",
+        ] {
+            assert!(t.iter().any(|x| x == want), "missing {want} in {t:?}");
+        }
+        assert!(!t.iter().any(|x| x.starts_with("received:192")));
     }
 
     #[test]
