@@ -124,8 +124,20 @@ impl Lines {
 }
 
 /// Signs Alice in like `msgr_it::login`, but returns the profile and the initial mail notice
-/// (if any) that come between `USR … OK` and the challenge.
+/// that come between `USR … OK` and the challenge (the tests sign in with unread mail).
 async fn sign_in(server: &TestServer, dialect: Dialect) -> Result<(Conn, Option<String>, String)> {
+    let (c, profile, initial) = sign_in_expecting(server, dialect, true).await?;
+    Ok((c, profile, initial.unwrap_or_default()))
+}
+
+/// [`sign_in`]; `unread`: whether the mailbox has unread mail, so that an initial notice must
+/// come (without, none may: the next line after the profile is the challenge, or for MSNP2–7 the
+/// answer to a `PNG`).
+async fn sign_in_expecting(
+    server: &TestServer,
+    dialect: Dialect,
+    unread: bool,
+) -> Result<(Conn, Option<String>, Option<String>)> {
     let ep = server.endpoint();
     let mut c = Conn::connect(ep.msnp).await?;
     c.set_label(format!("{ALICE}/{dialect}"));
@@ -150,14 +162,18 @@ async fn sign_in(server: &TestServer, dialect: Dialect) -> Result<(Conn, Option<
     }
     c.expect_match(&format!("USR 4 OK {ALICE} {{rest}}"))
         .await?;
-    // The profile (MSNP5+), then the initial notice (the tests sign in with unread mail), then
-    // the challenge (MSNP8+).
+    // The profile (MSNP5+), then the initial notice when there is unread mail, then the challenge
+    // (MSNP8+).
     let profile = if dialect >= Dialect::Msnp5 {
         Some(notice(&mut c).await?)
     } else {
         None
     };
-    let initial = notice(&mut c).await?;
+    let initial = if unread {
+        Some(notice(&mut c).await?)
+    } else {
+        None
+    };
     if dialect >= Dialect::Msnp8 {
         let chl = c.expect_match("CHL 0 {digits}").await?;
         let challenge = chl.rsplit(' ').next().unwrap_or_default();
@@ -165,6 +181,10 @@ async fn sign_in(server: &TestServer, dialect: Dialect) -> Result<(Conn, Option<
         c.send_raw(format!("QRY 5 {id} 32\r\n{answer}").as_bytes())
             .await?;
         c.expect_line("QRY 5").await?;
+    }
+    if !unread {
+        // Nothing came between the profile and the challenge; nothing comes before this answer.
+        c.ping().await?;
     }
     Ok((c, profile, initial))
 }
@@ -283,6 +303,104 @@ dialects! {
     msnp10 => Dialect::Msnp10,
     msnp11 => Dialect::Msnp11,
     msnp12 => Dialect::Msnp12,
+}
+
+/// The rest of the notices, in one dialect: no initial notice without unread mail; SMTP mail the
+/// spam filter files in Junk (a new-mail notice naming Junk, and `Folders-Unread` at the next
+/// sign-in); IMAP marking it read and unread again; an IMAP move out of Junk; an IMAP expunge of
+/// unread Inbox mail.
+async fn other_folders(dialect: Dialect) -> Result<()> {
+    let mut mail = MailConfig {
+        allow_plaintext_auth: true,
+        ..MailConfig::default()
+    };
+    // Every message is spam: the MX files it in Junk.
+    mail.spam.threshold = -1.0e9;
+    let server = TestServer::start(ServerOptions {
+        mail: Some(mail),
+        ..ServerOptions::for_dialect(dialect)
+    })
+    .await?;
+    server.add_account(ALICE, PASSWORD, "Alice").await?;
+    let post = post_url(&server);
+
+    // An empty mailbox: no initial notice at all.
+    let (mut c, _, initial) = sign_in_expecting(&server, dialect, false).await?;
+    ensure!(initial.is_none());
+
+    // SMTP mail into Junk while online.
+    smtp_send(&server, "Cheap pills").await?;
+    assert_eq!(
+        notice(&mut c).await?,
+        format!(
+            "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsemailnotification; charset=UTF-8\r\n\r\n\
+             From: Bob Example\r\nMessage-URL: /mail/message?folder=Junk&uid=1\r\nPost-URL: {post}\r\n\
+             Subject: Cheap pills\r\nDest-Folder: Junk\r\nFrom-Addr: bob@other.example\r\nid: 2\r\n"
+        )
+    );
+    c.send("OUT").await?;
+    c.expect_closed().await?;
+
+    // Signing in again: the Junk message counts among the other folders.
+    let (mut c, _, initial) = sign_in_expecting(&server, dialect, true).await?;
+    assert_eq!(
+        initial.context("no initial notice")?,
+        format!(
+            "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinitialemailnotification; charset=UTF-8\r\n\r\n\
+             Inbox-Unread: 0\r\nFolders-Unread: 1\r\nInbox-URL: /mail/inbox\r\nFolders-URL: /mail/folders\r\n\
+             Post-URL: {post}\r\n\r\n"
+        )
+    );
+
+    // IMAP reads it, then marks it unread again.
+    let mut imap = Lines::connect(server.addrs.mail.imap.unwrap()).await?;
+    imap.cmd(&format!("l LOGIN {ALICE} \"{PASSWORD}\""), "l OK")
+        .await?;
+    imap.cmd("s SELECT Junk", "s OK").await?;
+    imap.cmd("f UID STORE 1 +FLAGS (\\Seen)", "f OK").await?;
+    assert_eq!(notice(&mut c).await?, active("Junk", "", 1));
+    imap.cmd("u UID STORE 1 -FLAGS (\\Seen)", "u OK").await?;
+    assert_eq!(notice(&mut c).await?, active("", "Junk", 1));
+
+    // Not junk after all: moved to the Inbox, unread.
+    imap.cmd("m UID MOVE 1 INBOX", "m OK").await?;
+    assert_eq!(notice(&mut c).await?, active("Junk", "ACTIVE", 1));
+
+    // Deleted for good from the Inbox without being read.
+    imap.cmd("i SELECT INBOX", "i OK").await?;
+    imap.cmd("d UID STORE 1 +FLAGS.SILENT (\\Deleted)", "d OK")
+        .await?;
+    // Flagging \Deleted changes no unread count: nothing is said until the expunge.
+    imap.cmd("x EXPUNGE", "x OK").await?;
+    assert_eq!(notice(&mut c).await?, active("ACTIVE", "", 1));
+    imap.cmd("o LOGOUT", "o OK").await?;
+    c.ping().await?;
+    server.stop().await
+}
+
+macro_rules! other_folders_dialects {
+    ($($name:ident => $d:expr),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> Result<()> {
+                other_folders($d).await
+            }
+        )+
+    };
+}
+
+other_folders_dialects! {
+    other_folders_msnp2 => Dialect::Msnp2,
+    other_folders_msnp3 => Dialect::Msnp3,
+    other_folders_msnp4 => Dialect::Msnp4,
+    other_folders_msnp5 => Dialect::Msnp5,
+    other_folders_msnp6 => Dialect::Msnp6,
+    other_folders_msnp7 => Dialect::Msnp7,
+    other_folders_msnp8 => Dialect::Msnp8,
+    other_folders_msnp9 => Dialect::Msnp9,
+    other_folders_msnp10 => Dialect::Msnp10,
+    other_folders_msnp11 => Dialect::Msnp11,
+    other_folders_msnp12 => Dialect::Msnp12,
 }
 
 /// msgr-client turns the notices into typed events whose counts follow the mailbox.
