@@ -1265,3 +1265,44 @@ async fn live_updates_announce_new_mail_and_end_at_sign_out() -> Result<()> {
     ensure!(rest.contains("event: bye"), "{rest}");
     server.stop().await
 }
+
+#[tokio::test]
+async fn live_update_streams_are_capped_per_session() -> Result<()> {
+    let server = start_with(
+        WebConfig {
+            max_event_streams_per_session: 1,
+            ..WebConfig::default()
+        },
+        false,
+    )
+    .await?;
+    let b = Browser::signed_in(&server, ALICE).await?;
+    let open = || {
+        b.client
+            .get(format!("{}/mail/events", b.base))
+            .header("cookie", b.cookie_header())
+            .send()
+    };
+    let mut first = open().await?;
+    ensure!(first.status() == 200);
+    tokio::time::timeout(TIMEOUT, first.chunk())
+        .await??
+        .context("stream ended")?;
+    let second = open().await?;
+    ensure!(second.status() == 429, "{}", second.status());
+    // Closing the first gives its place back.
+    drop(first);
+    let again = async {
+        loop {
+            let r = open().await?;
+            if r.status() == 200 {
+                return Ok::<_, anyhow::Error>(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(TIMEOUT, again)
+        .await
+        .context("the closed stream's place never came back")??;
+    server.stop().await
+}
