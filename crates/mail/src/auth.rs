@@ -114,6 +114,16 @@ impl SenderAuth {
             let dkim = self.auth.verify_dkim(&parsed).await;
             let header_from = parsed.from.first().cloned().unwrap_or_default();
             results = results.with_dkim_results(&dkim, &header_from);
+            // ARC (RFC 8617): the chain of seals forwarders added. Recorded for the user and for filters
+            // downstream; msgr forwards nothing, so it never seals, and a broken chain only costs points.
+            let arc = self.auth.verify_arc(&parsed).await;
+            results = results.with_arc_result(&arc, ip);
+            if matches!(arc.result(), DkimResult::Fail(_) | DkimResult::PermError(_)) {
+                hits.push(Hit {
+                    name: "ARC_INVALID",
+                    score: 1.0,
+                });
+            }
             // A body that no longer matches its signature is `neutral` in mail-auth's terms; for the score
             // it is as bad as a signature that fails.
             if dkim.iter().any(|d| {
