@@ -286,3 +286,148 @@ async fn chat_in_the_terminal_with_a_library_client() -> Result<()> {
     drop(tmux);
     Ok(())
 }
+
+/// One message from Bob Example to `to` through the MX.
+async fn smtp_send(s: &TestServer, to: &str, subject: &str) -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let tcp = tokio::net::TcpStream::connect(s.addrs.mail.smtp.unwrap()).await?;
+    let (r, mut w) = tokio::io::split(tcp);
+    let mut r = BufReader::new(r);
+    let mut steps = vec![(String::new(), "220")];
+    for (line, code) in [
+        ("EHLO test.example".to_owned(), "250"),
+        ("MAIL FROM:<bob@other.example>".to_owned(), "250"),
+        (format!("RCPT TO:<{to}>"), "250"),
+        ("DATA".to_owned(), "354"),
+        (
+            format!("Subject: {subject}\r\nFrom: Bob Example <bob@other.example>\r\n\r\nhi\r\n."),
+            "250",
+        ),
+        ("QUIT".to_owned(), "221"),
+    ] {
+        steps.push((line, code));
+    }
+    for (line, code) in steps {
+        if !line.is_empty() {
+            w.write_all(format!("{line}\r\n").as_bytes()).await?;
+        }
+        // The last line of a (possibly multi-line) reply.
+        let reply = loop {
+            let mut l = String::new();
+            if tokio::time::timeout(TIMEOUT, r.read_line(&mut l)).await?? == 0 {
+                bail!("the MX closed the connection after {line:?}");
+            }
+            if l.len() < 4 || l.as_bytes()[3] == b' ' {
+                break l;
+            }
+        };
+        if !reply.starts_with(code) {
+            bail!("{line:?} answered {reply:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Hotmail in the terminal: the unread count in the header from sign-in, a line when mail
+/// arrives over SMTP, and `i` opening the web inbox signed in: the page handed to `$BROWSER` is
+/// the form Messenger posted, with the profile's ticket, readable by the user alone.
+#[tokio::test]
+async fn mail_in_the_terminal() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut mail = msgr_mail::MailConfig {
+        allow_plaintext_auth: true,
+        ..msgr_mail::MailConfig::default()
+    };
+    mail.spam.enabled = false;
+    let s = TestServer::start(ServerOptions {
+        mail: Some(mail),
+        ..ServerOptions::default()
+    })
+    .await?;
+    s.add_account("alice@x.com", PASSWORD, "Alice").await?;
+    smtp_send(&s, "alice@x.com", "Before").await?;
+
+    let dir = tempfile::tempdir()?;
+    // The "browser": records what it was asked to open.
+    let opened = dir.path().join("opened.txt");
+    let browser = dir.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > {}\n",
+            quote(&opened.to_string_lossy())
+        ),
+    )?;
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o700))?;
+    let ep = s.endpoint();
+    let command = [
+        quote(&msgr_bin().to_string_lossy()),
+        "chat".into(),
+        "--server".into(),
+        quote(&ep.msnp.to_string()),
+        "--nexus".into(),
+        quote(&format!("https://{}/rdr/pprdr.asp", ep.https)),
+        "--ca".into(),
+        quote(&ep.ca.to_string_lossy()),
+        "--email".into(),
+        "alice@x.com".into(),
+        "--downloads".into(),
+        quote(&dir.path().to_string_lossy()),
+    ]
+    .join(" ");
+    let browser_var = browser.to_string_lossy().into_owned();
+    let tmux = Tmux::start(
+        dir.path(),
+        &command,
+        &[("MSGR_PASSWORD", PASSWORD), ("BROWSER", &browser_var)],
+    )?;
+
+    tmux.wait_for("the unread count from sign-in", |s| {
+        s.contains("✉ 1 unread")
+    })
+    .await?;
+    smtp_send(&s, "alice@x.com", "Hello").await?;
+    tmux.wait_for("the new mail line and count", |s| {
+        s.contains("new mail from Bob Example: Hello") && s.contains("✉ 2 unread")
+    })
+    .await?;
+
+    tmux.keys(&["i"])?;
+    tmux.wait_for("the inbox opened", |s| {
+        s.contains("inbox opened in the browser")
+    })
+    .await?;
+    let target = std::fs::read_to_string(&opened).context("the browser was not started")?;
+    let path = target
+        .strip_prefix("file://")
+        .with_context(|| format!("the browser was given {target:?}"))?;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the page holding the ticket is mode {mode:o}");
+    let html = std::fs::read_to_string(path)?;
+    let post_url = format!("https://127.0.0.1:{}/mail/login", ep.https.port());
+    assert!(html.contains(&format!("action=\"{post_url}\"")), "{html}");
+    for field in [
+        "name=\"mode\" value=\"ttl\"",
+        "name=\"username\" value=\"alice@x.com\"",
+        "name=\"login\" value=\"alice\"",
+        "name=\"rru\" value=\"/mail/inbox\"",
+        "name=\"svc\" value=\"mail\"",
+        "name=\"sid\" value=\"507\"",
+        "name=\"id\" value=\"2\"",
+    ] {
+        assert!(html.contains(field), "{field} missing from {html}");
+    }
+    let auth = html
+        .split("name=\"auth\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default();
+    assert!(!auth.is_empty(), "no ticket in {html}");
+    std::fs::remove_dir_all(Path::new(path).parent().unwrap())?;
+
+    tmux.keys(&["q"])?;
+    tmux.wait_for("msgr exiting", |s| s.contains("msgr exited with 0"))
+        .await?;
+    drop(tmux);
+    s.stop().await
+}

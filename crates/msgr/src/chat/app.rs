@@ -87,6 +87,8 @@ pub enum Action {
         from: Vec<String>,
         to: Option<String>,
     },
+    /// `URL t INBOX`, then the web inbox in the browser, signed in.
+    OpenInbox,
     Quit,
 }
 
@@ -664,7 +666,7 @@ impl App {
             (Some(Modal::Confirm { .. }), _, _) => "y: yes  n/Esc: no",
             (None, false, _) => "y: accept the file  n: decline",
             (None, true, Focus::Contacts) => {
-                "? help  Enter chat  a add  d delete  b block  g group  r rename  m move  s status  n name  p message  Tab chats  q quit"
+                "? help  Enter chat  a add  d delete  b block  g group  r rename  m move  s status  n name  p message  i inbox  Tab chats  q quit"
             }
             (None, true, Focus::Chat(_)) => {
                 "F1 help  Enter send  Esc contacts  Tab next chat  ^F send file  ^X cancel  ^W close  ^C quit"
@@ -957,6 +959,10 @@ impl App {
             KeyCode::Char('p') => {
                 let m = self.my_message.clone();
                 self.input(InputPurpose::PersonalMessage, "Personal message", &m)
+            }
+            KeyCode::Char('i') => {
+                self.notice = Some("opening the inbox…".into());
+                return vec![Action::OpenInbox];
             }
             _ => {}
         }

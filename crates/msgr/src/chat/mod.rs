@@ -10,6 +10,7 @@
 //! restored (a panic hook restores it too).
 
 mod app;
+mod inbox;
 mod ui;
 
 use crate::client_cmd::ConnectArgs;
@@ -278,6 +279,9 @@ impl Runner {
         let client = self.client.clone();
         match action {
             Action::Quit => self.app.quit = true,
+            Action::OpenInbox => self.spawn(async move {
+                Some(Done::Outcome(Outcome::Notice(inbox::open(&client).await)))
+            }),
             Action::SetStatus(s) => self.spawn(async move {
                 Some(Done::Outcome(match client.set_status(s).await {
                     Ok(()) => Outcome::StatusSet(s),

@@ -328,6 +328,7 @@ Contacts
   r          rename group    m          move contact to a group
   s          status (incl. appear offline)
   n          display name    p          personal message
+  i          open the web inbox (signed in)
   Tab        next chat       q          quit
 Chat
   Enter      send            Esc        back to contacts
