@@ -421,19 +421,32 @@ impl Drop for SbSession {
     }
 }
 
-/// Whether `payload` may be `application/x-msnmsgrp2p`: its header block (up to the first
-/// empty line, or all of it) mentions the type, in any case. A cheap filter in front of the
-/// MIME parse that decides; it errs only towards parsing.
+/// Whether `payload` may be `application/x-msnmsgrp2p`: a `Content-Type` line of its header
+/// block (up to the first empty line) starts with that type, in any case. A cheap filter in
+/// front of the MIME parse that decides (which reads the first such header, its value before
+/// any `;`): it errs only towards parsing.
 fn may_be_p2p(payload: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"x-msnmsgrp2p";
+    const NAME: &[u8] = b"content-type:";
+    const P2P: &[u8] = b"application/x-msnmsgrp2p";
     for line in payload.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             return false;
         }
-        if line
-            .windows(NEEDLE.len())
-            .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+        let Some(value) = line
+            .get(..NAME.len())
+            .filter(|name| name.eq_ignore_ascii_case(NAME))
+            .and_then(|_| line.get(NAME.len()..))
+        else {
+            continue;
+        };
+        let start = value
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(value.len());
+        if value
+            .get(start..start + P2P.len())
+            .is_some_and(|ty| ty.eq_ignore_ascii_case(P2P))
         {
             return true;
         }
@@ -482,6 +495,10 @@ mod tests {
         let text =
             b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nx-msnmsgrp2p";
         assert!(!may_be_p2p(text), "the body is not looked at");
+        assert!(!may_be_p2p(b"X-Note: application/x-msnmsgrp2p\r\n\r\n"));
+        assert!(may_be_p2p(
+            b"Content-Type:\tapplication/x-msnmsgrp2p; x\r\n\r\n"
+        ));
         assert!(!may_be_p2p(b""));
         assert!(!may_be_p2p(b"garbage without an empty line"));
     }
