@@ -11,9 +11,12 @@
 //! - per client address, over all accounts: looser (`free_per_ip`), so one address cannot try a
 //!   password against every account.
 //! - per account, over all addresses: loosest (`free_per_account`), against a guesser spread over
-//!   many addresses. It does **not** apply to an address the account signed in from successfully
-//!   within `trusted_for`: an attacker elsewhere can slow guesses at an account but cannot lock its
-//!   owner out from the owner's usual address.
+//!   many addresses.
+//!
+//! Neither of the last two applies to an account at an address it signed in from successfully
+//! within `trusted_for` (nor counts its attempts there): an attacker elsewhere, or behind the same
+//! NAT guessing other accounts, can slow guesses but cannot lock the owner out from the owner's
+//! usual address. Only the owner's own failures there (the pair's counter) slow the owner.
 //!
 //! Every attempt is counted when it is let through, before its password is checked, so parallel
 //! guesses are throttled as well as sequential ones; a success takes its own count back from the
@@ -243,6 +246,7 @@ impl LoginThrottle {
         let c = self.config;
         let addr = AddrKey::of(ip);
         let pair = (account.to_owned(), addr);
+        // A trusted pair is judged by its own counter only (see the module header).
         let account_counts = !self.trusted(&pair, now);
         let wait = |count: Option<Count>, free: u32| {
             count.map_or(Duration::ZERO, |n| {
@@ -250,23 +254,21 @@ impl LoginThrottle {
                 due.saturating_duration_since(now)
             })
         };
-        let mut checks = vec![
-            (
-                Counter::Pair,
-                wait(
-                    self.pairs.attempts(&pair, now, c.forget_after),
-                    c.free_per_pair,
-                ),
+        let mut checks = vec![(
+            Counter::Pair,
+            wait(
+                self.pairs.attempts(&pair, now, c.forget_after),
+                c.free_per_pair,
             ),
-            (
+        )];
+        if account_counts {
+            checks.push((
                 Counter::Address,
                 wait(
                     self.addrs.attempts(&addr, now, c.forget_after),
                     c.free_per_ip,
                 ),
-            ),
-        ];
-        if account_counts {
+            ));
             let key = pair.0.clone();
             checks.push((
                 Counter::Account,
@@ -284,8 +286,8 @@ impl LoginThrottle {
             return Err(Throttled { by, retry_after });
         }
         self.pairs.bump(&pair, now, c.forget_after, c.max_entries);
-        self.addrs.bump(&addr, now, c.forget_after, c.max_entries);
         if account_counts {
+            self.addrs.bump(&addr, now, c.forget_after, c.max_entries);
             self.accounts
                 .bump(&pair.0, now, c.forget_after, c.max_entries);
         }
@@ -300,8 +302,8 @@ impl LoginThrottle {
         let pair = (account.to_owned(), AddrKey::of(ip));
         let was_trusted = self.trusted(&pair, now);
         self.pairs.clear(&pair);
-        self.addrs.unbump(&pair.1);
         if !was_trusted {
+            self.addrs.unbump(&pair.1);
             self.accounts.unbump(&pair.0);
         }
         if !self.trusted.contains_key(&pair) {
@@ -400,6 +402,24 @@ mod tests {
         // Nor is another account from a guesser's address.
         t.attempt("bob@example.com", ip("203.0.113.1"), now)
             .unwrap();
+    }
+
+    /// A guesser behind the owner's address (a shared NAT) trying other accounts uses up the
+    /// address's allowance, but the owner, trusted there, still signs in.
+    #[test]
+    fn the_address_counter_spares_the_owner_too() {
+        let mut t = LoginThrottle::new(small());
+        let now = Instant::now();
+        let nat = ip("198.51.100.7");
+        t.attempt(A, nat, now).unwrap();
+        t.succeeded(A, nat, now);
+        for i in 0..6 {
+            t.attempt(&format!("u{i}@example.com"), nat, now).unwrap();
+        }
+        let refused = t.attempt("u9@example.com", nat, now).unwrap_err();
+        assert_eq!(refused.by, Counter::Address);
+        t.attempt(A, nat, now).unwrap();
+        t.succeeded(A, nat, now);
     }
 
     #[test]
