@@ -1016,8 +1016,19 @@ async fn binary_append_and_fetch() -> Result<()> {
     let r = c.until("a3").await?;
     ensure!(r.last().unwrap().starts_with("a3 BAD"), "{r:?}");
 
+    append(
+        &mut c,
+        "INBOX",
+        "Subject: uu\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n",
+    )
+    .await?;
     let r = c.cmd("s", "SELECT INBOX").await?;
-    ensure!(r.iter().any(|l| l == "* 2 EXISTS\r\n"), "{r:?}");
+    ensure!(r.iter().any(|l| l == "* 3 EXISTS\r\n"), "{r:?}");
+    let r = c.cmd("u", "FETCH 3 (BINARY.PEEK[1])").await?;
+    ensure!(
+        r == ["u NO [UNKNOWN-CTE] unknown content-transfer-encoding\r\n"],
+        "{r:?}"
+    );
     let r = c
         .cmd("f", "FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1] FLAGS)")
         .await?;

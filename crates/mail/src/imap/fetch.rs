@@ -167,6 +167,22 @@ where
             }
             let raw = raw.unwrap_or_default();
             let root = want_raw.then(|| mime::parse(&raw));
+            // RFC 3516 §4.2: BINARY of a part whose encoding we cannot undo is refused.
+            if let Some(r) = root.as_ref().filter(|_| !extras.binary.is_empty()) {
+                let mut body_items = 0;
+                let mut unknown = false;
+                for item in &items {
+                    if let MessageDataItemName::BodyExt { section, .. } = item {
+                        let binary = extras.binary.get(body_items).copied().flatten();
+                        unknown |= binary.is_some() && unknown_cte(r, section.as_ref());
+                        body_items += 1;
+                    }
+                }
+                if unknown {
+                    session.tagged(tag, "NO [UNKNOWN-CTE] unknown content-transfer-encoding");
+                    return Flow::Continue;
+                }
+            }
             let out = &mut session.out;
             out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
             let mut first = true;
@@ -434,6 +450,24 @@ fn binary_bytes(root: &Part<'_>, raw: &[u8], section: Option<&Section<'_>>) -> O
         "quoted-printable" => quoted_printable(part.body),
         _ => part.body.to_vec(),
     })
+}
+
+/// Whether the part a `BINARY` section names has a transfer encoding other than RFC 2045's.
+fn unknown_cte(root: &Part<'_>, section: Option<&Section<'_>>) -> bool {
+    let Some(Section::Part(p)) = section else {
+        return false;
+    };
+    let Some(part) = mime::find(root, &path_of(p)) else {
+        return false;
+    };
+    let fields = mime::fields(part.header);
+    let encoding = mime::field(&fields, "content-transfer-encoding")
+        .map(|e| String::from_utf8_lossy(e).trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    !matches!(
+        encoding.as_str(),
+        "" | "7bit" | "8bit" | "binary" | "base64" | "quoted-printable"
+    )
 }
 
 /// RFC 2045 §6.7, leniently: a bad escape is kept as it is.
