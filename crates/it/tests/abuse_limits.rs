@@ -538,10 +538,10 @@ async fn idle_http(srv: &TestServer, from: &str) -> Result<Option<TcpStream>> {
         return Ok(None); // closed at accept already
     }
     let mut buf = [0u8; 12];
-    let n = match tokio::time::timeout(TIMEOUT, s.read(&mut buf)).await? {
-        Ok(n) => n,
-        Err(_) => 0, // reset
-    };
+    // A reset reads as nothing.
+    let n = tokio::time::timeout(TIMEOUT, s.read(&mut buf))
+        .await?
+        .unwrap_or_default();
     Ok((n > 0 && buf.starts_with(b"HTTP/1.1 200")).then_some(s))
 }
 

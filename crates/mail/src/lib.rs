@@ -21,10 +21,10 @@ pub mod spam;
 pub mod submit;
 
 pub use config::MailConfig;
+pub use deliver::{DeliverError, Deliverer};
 /// The connection caps (in all and per client IP, a drop-guard slot each) of the mail listeners, also
 /// used by the server for its HTTP listeners and for gateway sessions that have not signed in.
 pub use listen::{AcceptBackoff, Limiter as ConnLimiter, Slot as ConnSlot};
-pub use deliver::{DeliverError, Deliverer};
 pub use server::{MailAddrs, MailError, MailServer};
 
 use msgr_store::{MailStore, Store, StoreError};
