@@ -222,3 +222,70 @@ async fn messenger_and_mail_lists_decide_before_the_score() -> Result<()> {
     );
     server.stop().await
 }
+
+/// Sends from `mail_from` to `to` over the MX and returns every reply (greeting first).
+async fn attempt(
+    addr: SocketAddr,
+    mail_from: &str,
+    to: &str,
+    message: &str,
+) -> Result<Vec<String>> {
+    let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr)).await??;
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut replies = vec![reply(&mut rd).await?];
+    for c in [
+        "EHLO sender.test".to_owned(),
+        format!("MAIL FROM:<{mail_from}>"),
+        format!("RCPT TO:<{to}>"),
+    ] {
+        wr.write_all(format!("{c}\r\n").as_bytes()).await?;
+        replies.push(reply(&mut rd).await?);
+    }
+    if replies[3].starts_with("250 ") {
+        for c in ["DATA".to_owned(), format!("{message}.")] {
+            wr.write_all(format!("{c}\r\n").as_bytes()).await?;
+            replies.push(reply(&mut rd).await?);
+        }
+    }
+    Ok(replies)
+}
+
+/// `[mail] greylisting`: a new (network, sender, recipient) is told `451 4.7.1` at `RCPT` and nothing is
+/// stored; the retry after the delay (0 here, so no waiting) is accepted, and so is the triplet's next
+/// message. A sender on the recipient's allow list is never deferred.
+#[tokio::test]
+async fn greylisting_defers_first_contact_only() -> Result<()> {
+    let server = TestServer::start(ServerOptions {
+        mail: Some(msgr_mail::MailConfig {
+            allow_plaintext_auth: true,
+            greylisting: true,
+            greylist_delay_secs: 0,
+            ..msgr_mail::MailConfig::default()
+        }),
+        ..ServerOptions::default()
+    })
+    .await?;
+    server.add_account(ALICE, PASSWORD, "Alice").await?;
+    let mx = server.addrs.mail.smtp.context("SMTP listener")?;
+    let first = attempt(mx, "news@sender.test", ALICE, &ham("news@sender.test")).await?;
+    ensure!(first[3].starts_with("451 4.7.1 "), "{first:?}");
+    ensure!(count(&server, ALICE, "INBOX").await? == 0);
+    for _ in 0..2 {
+        let retry = attempt(mx, "news@sender.test", ALICE, &ham("news@sender.test")).await?;
+        ensure!(
+            retry[3].starts_with("250 ") && retry[5].starts_with("250 "),
+            "{retry:?}"
+        );
+    }
+    ensure!(count(&server, ALICE, "INBOX").await? == 2);
+    // Another sender is a new triplet; one Alice allowed is not.
+    let other = attempt(mx, "other@sender.test", ALICE, &ham("other@sender.test")).await?;
+    ensure!(other[3].starts_with("451 4.7.1 "), "{other:?}");
+    let data = server.data_dir().to_path_buf();
+    tokio::task::spawn_blocking(move || mail_cli(&data, &["allow", ALICE, "friend@sender.test"]))
+        .await??;
+    let friend = attempt(mx, "friend@sender.test", ALICE, &ham("friend@sender.test")).await?;
+    ensure!(friend[5].starts_with("250 "), "{friend:?}");
+    server.stop().await
+}

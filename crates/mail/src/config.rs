@@ -84,6 +84,13 @@ pub struct MailConfig {
     /// Where the DKIM signing key lives (generated on first start). The server sets it to `DATA/dkim`;
     /// unset (as in library tests): outbound mail is not signed.
     pub dkim_dir: Option<std::path::PathBuf>,
+    /// Greylisting of MX mail (RFC 6647): the first attempt of each (client /24 or /64, sender,
+    /// recipient) is answered `451 4.7.1` at `RCPT`, a retry after `greylist_delay_secs` is accepted and
+    /// the triplet passes at once for 36 days after its last message. Allow-listed senders and signed-in
+    /// submission are exempt. Off by default: it delays every new correspondent's first mail.
+    pub greylisting: bool,
+    /// How long after its first attempt a greylisted triplet is accepted.
+    pub greylist_delay_secs: u64,
 }
 
 /// `[mail.spam]`: how mail arriving at the MX is judged. Submission (signed-in senders) is never scored.
@@ -146,6 +153,8 @@ impl Default for MailConfig {
             auth_dns: Vec::new(),
             dmarc_enforce: false,
             dkim_dir: None,
+            greylisting: false,
+            greylist_delay_secs: 300,
         }
     }
 }

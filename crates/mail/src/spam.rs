@@ -308,6 +308,51 @@ pub fn judge(
     out
 }
 
+/// How long a first attempt waits for its retry before greylisting forgets it, and how long a passed
+/// triplet is remembered after its last message (RFC 6647 §4.3's usual values).
+const GREYLIST_RETRY_WINDOW: i64 = 4 * 3600;
+const GREYLIST_EXPIRY: i64 = 36 * 86400;
+
+/// The network greylisting keys a client by: its IPv4 /24 or IPv6 /64 (big senders retry from another
+/// address of the same pool).
+pub fn client_net(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// Greylisting's answer for one recipient of MX mail from `sender` at `ip`: a sender on the recipient's
+/// allow lists (mail or Messenger contact) passes at once. Blocking.
+pub fn greylist(
+    store: &Store,
+    ip: std::net::IpAddr,
+    sender: &str,
+    account: &str,
+    now: i64,
+    delay_secs: u64,
+) -> msgr_store::Result<msgr_store::Greylist> {
+    let sender = sender.to_lowercase();
+    if sender.contains('@') {
+        let facts = store.sender_facts(account, std::slice::from_ref(&sender))?;
+        if decide(&facts).is_some_and(|l| l.list == SenderList::Allow) {
+            return Ok(msgr_store::Greylist::Passed);
+        }
+    }
+    let times = msgr_store::GreylistTimes {
+        delay: i64::try_from(delay_secs).unwrap_or(i64::MAX),
+        retry_window: GREYLIST_RETRY_WINDOW,
+        expiry: GREYLIST_EXPIRY,
+    };
+    store.greylist(&client_net(ip), &sender, account, now, times)
+}
+
 /// Trains `account`'s own counts on one stored message: `spam` when the user moved it into `Junk`, ham
 /// when they moved it out. Blocking.
 pub fn train(store: &Store, account: &str, raw: &[u8], spam: bool) -> msgr_store::Result<()> {
@@ -394,6 +439,16 @@ mod tests {
         assert_eq!(
             decide(&facts(&[("a@x", Allow), ("@x", Block)], &[("a@x", 1)])),
             listed(Block, Mail, "@x")
+        );
+    }
+
+    #[test]
+    fn greylisting_networks() {
+        let v4 = std::net::IpAddr::from([192, 0, 2, 77]);
+        assert_eq!(client_net(v4), "192.0.2.0/24");
+        assert_eq!(
+            client_net(std::net::IpAddr::from([0x2001, 0xdb8, 1, 2, 3, 4, 5, 6])),
+            "2001:db8:1:2::/64"
         );
     }
 

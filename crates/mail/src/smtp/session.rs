@@ -541,6 +541,14 @@ impl Session {
         let shown = printable(&to);
         match self.ctx.route(&to, self.account.is_some()).await {
             Ok(Route::Local(account)) => {
+                if self.account.is_none()
+                    && self.ctx.config.greylisting
+                    && self.greylisted(&account).await
+                {
+                    return conn.reply(&format!(
+                        "451 4.7.1 <{shown}>: Recipient address rejected: greylisted, try again later"
+                    ));
+                }
                 if let Some(tx) = &mut self.tx {
                     if !tx.local.contains(&account) {
                         tx.local.push(account);
@@ -568,6 +576,37 @@ impl Session {
             Err(RouteError::Lookup(e)) => {
                 tracing::warn!(error = %e, "looking a recipient up failed");
                 conn.reply("451 4.3.0 Error: temporary lookup failure");
+            }
+        }
+    }
+
+    /// Whether greylisting defers MX mail from this client and sender to `account` (see
+    /// `[mail] greylisting`). A store failure lets the mail through: greylisting is a filter, not a gate.
+    async fn greylisted(&self, account: &str) -> bool {
+        let store = self.ctx.store.clone();
+        let ip = self.peer.ip();
+        let sender = self
+            .tx
+            .as_ref()
+            .map(|t| t.sender.clone())
+            .unwrap_or_default();
+        let account = account.to_owned();
+        let delay = self.ctx.config.greylist_delay_secs;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let task = tokio::task::spawn_blocking(move || {
+            crate::spam::greylist(&store, ip, &sender, &account, now, delay)
+        });
+        match task.await {
+            Ok(Ok(verdict)) => verdict == msgr_store::Greylist::Deferred,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "greylisting lookup failed; accepting");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "greylisting task failed; accepting");
+                false
             }
         }
     }
