@@ -1306,3 +1306,25 @@ async fn live_update_streams_are_capped_per_session() -> Result<()> {
         .context("the closed stream's place never came back")??;
     server.stop().await
 }
+
+/// An IMAP `DELETE` of a folder with subfolders leaves a `\Noselect` name: the web inbox lists
+/// the subfolder but not the placeholder, which holds nothing to open.
+#[tokio::test]
+async fn noselect_placeholders_are_not_listed() -> Result<()> {
+    let server = start().await?;
+    let db = server.config.database_path();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let store = Store::open_sqlite(&db)?;
+        store.create_folder(ALICE, "Old")?;
+        store.create_folder(ALICE, "Old/Kept")?;
+        store.set_noselect(ALICE, "Old", true)?;
+        Ok(())
+    })
+    .await??;
+    let mut b = Browser::signed_in(&server, ALICE).await?;
+    let inbox = b.get("/mail/inbox").await?;
+    ensure!(inbox.status == 200);
+    ensure!(inbox.has("data-folder=\"Old/Kept\""), "subfolder missing");
+    ensure!(!inbox.has("data-folder=\"Old\""), "placeholder listed");
+    Ok(())
+}

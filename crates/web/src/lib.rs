@@ -360,7 +360,10 @@ impl Web {
         query: &HashMap<String, String>,
     ) -> Result<(pages::Chrome, Vec<Folder>), PageError> {
         let account = signed.session.account.clone();
-        let folders = self.blocking(move |s| s.folders(&account)).await?;
+        let mut folders = self.blocking(move |s| s.folders(&account)).await?;
+        // An IMAP `DELETE` of a folder with subfolders leaves its name as a `\Noselect`
+        // placeholder: nothing to open or move into, so the web inbox does not list it.
+        folders.retain(|f| !f.noselect);
         let links = folders
             .iter()
             .map(|f| folder_link(f, current))
