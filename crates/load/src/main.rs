@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Scenario {
-    /// TWN logins (VER, CVR, USR I, nexus, login2.srf, USR S, CHL/QRY, OUT) in a loop;
+    /// TWN logins (VER, CVR, USR I, nexus, login2.srf, USR S up to USR OK, OUT) in a loop;
     /// --workers W spreads the logins, accounts and concurrency over W processes.
     Login(scenario::login::Args),
     /// N users logged in and online, holding; the server's RSS and fds per user. Beyond
