@@ -220,7 +220,7 @@ mod tests {
             "a@b@c.d",
             "@localhost",
             "a b@c.d",
-            "a@c.d\r\n",
+            "a@c\r\nd.e",
         ] {
             assert!(sender_entry(bad).is_err(), "{bad:?}");
         }
