@@ -11,8 +11,10 @@
 //! (`notice_before_250`).
 //!
 //! Needs a server hosting mail for the users (`--users`, `--password` as for the other scenarios)
-//! with the MX reachable at `--smtp`. Run it with the spam filter off, or mail may go to Junk (still
-//! announced, as new mail in another folder).
+//! with the MX reachable at `--smtp`. With the spam filter on, some mail goes to Junk (still
+//! announced, as new mail in another folder). Where the senders' domain has no DNS (any test
+//! machine), run msgr with `[mail] sender_auth = false`: otherwise every message waits for SPF and
+//! DKIM lookups to time out and the senders crawl.
 
 use super::presence::Stamps;
 use super::{bring_online, Outcome};
