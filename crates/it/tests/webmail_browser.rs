@@ -626,14 +626,11 @@ fn unix_now() -> u64 {
 /// ticket changed by one character opens nothing. Reading the message on the web is then an
 /// active-mail notice on the MSNP connection.
 ///
-/// Fails today, and the reason is real: the ticket sign-in answers `303` to `rru` with the
-/// `SameSite=Strict` session cookie, and a browser does not send a Strict cookie on a redirect
-/// whose chain began cross-site (Messenger's local file), so Chromium lands on `/mail/login`
-/// although the ticket was accepted (the failure message checks this). msgr-web has to answer the
-/// ticket post with a same-origin step (e.g. a small page that moves on to `rru` by
-/// `<meta http-equiv="refresh">`); then this `ignore` goes.
+/// The ticket post is answered with a page of msgr's own that moves on to `rru`: a `303` would
+/// lose the `SameSite=Strict` session cookie, since a browser does not send a Strict cookie on a
+/// redirect whose chain began cross-site (Messenger's local file), and Chromium would land on
+/// `/mail/login`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "msgr-web's 303 after the MSPAuth post loses the SameSite=Strict cookie in a real browser (see the doc comment)"]
 async fn inbox_from_messenger_without_a_password() -> Result<()> {
     let server = start().await?;
     smtp_deliver(

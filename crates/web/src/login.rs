@@ -9,7 +9,7 @@
 //! never a password an MD5 could be compared with. Both kinds of failure are one generic message and
 //! count against the account and the client's IP ([`crate::limiter`]).
 
-use crate::http::{self, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::http::{self, WebBody, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::{pages, Answer, Conn, PageError, Signed, Web};
 use hyper::{Request, Response, StatusCode};
 use std::collections::HashMap;
@@ -111,7 +111,7 @@ impl Web {
         match checked {
             Ok(Some(account)) => {
                 tracing::info!(peer = %conn.peer, account, "web sign-in");
-                self.start_session(&account, &rru)
+                self.start_session(&account, http::see_other(&rru))
             }
             Ok(None) => {
                 self.inner.limiter.failed(Some(&user), ip);
@@ -157,7 +157,8 @@ impl Web {
         match verdict {
             Ok(()) => {
                 tracing::info!(peer = %conn.peer, account = username, "web sign-in with MSPAuth");
-                self.start_session(&username, &rru)
+                let page = pages::render(&pages::Continue { rru: rru.clone() });
+                self.start_session(&username, http::html(StatusCode::OK, page))
             }
             Err(e) => {
                 self.inner.limiter.failed(Some(&username), ip);
@@ -167,13 +168,13 @@ impl Web {
         }
     }
 
-    fn start_session(&self, account: &str, rru: &str) -> Answer {
+    /// Starts a session for `account` and answers `r` (where the browser goes next) with its cookie.
+    fn start_session(&self, account: &str, mut r: Response<WebBody>) -> Answer {
         let (cookie, _) = self
             .inner
             .sessions
             .create(account)
             .map_err(|_| PageError::Busy("too many sessions"))?;
-        let mut r = http::see_other(rru);
         http::set_cookie(&mut r, SESSION_COOKIE, &cookie, None);
         http::clear_cookie(&mut r, LOGIN_COOKIE);
         Ok(r)

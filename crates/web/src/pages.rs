@@ -40,6 +40,16 @@ pub struct Login {
     pub error: Option<&'static str>,
 }
 
+/// The answer to Messenger's ticket post: a page of our own that moves on to `rru`. Messenger
+/// posts from a local file, so the browser treats the post as another site's and would not send
+/// the new `SameSite=Strict` session cookie along a redirect it started; a navigation this page
+/// starts is same-site, and carries it.
+#[derive(Template)]
+#[template(path = "continue.html")]
+pub struct Continue {
+    pub rru: String,
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct Error {
