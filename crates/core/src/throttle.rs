@@ -248,10 +248,17 @@ impl LoginThrottle {
         let pair = (account.to_owned(), addr);
         // A trusted pair is judged by its own counter only (see the module header).
         let account_counts = !self.trusted(&pair, now);
+        // Within the free attempts there is no wait at all. (Computing it from the last attempt's
+        // time would not do: callers read the clock before taking the throttle's lock, so a
+        // concurrent attempt can carry a `last` a few microseconds after this one's `now`, and a
+        // login within its budget was refused with a zero `retry_after`.)
         let wait = |count: Option<Count>, free: u32| {
             count.map_or(Duration::ZERO, |n| {
-                let due = n.last + self.delay(n.attempts, free);
-                due.saturating_duration_since(now)
+                let delay = self.delay(n.attempts, free);
+                if delay.is_zero() {
+                    return Duration::ZERO;
+                }
+                (n.last + delay).saturating_duration_since(now)
             })
         };
         let mut checks = vec![(
@@ -343,6 +350,18 @@ mod tests {
     }
 
     /// The schedule: free attempts, then 1 s, 2 s, 4 s, 8 s, 8 s… after each attempt let through.
+    /// Callers read the clock before the lock: an attempt may come with a `now` a little before
+    /// the last one counted. Within the free attempts it is let through all the same.
+    #[test]
+    fn an_attempt_timed_before_the_last_counted_one_is_free_within_the_budget() {
+        let mut t = LoginThrottle::new(small());
+        let t0 = Instant::now();
+        let home = ip("192.0.2.9");
+        t.attempt(A, home, t0 + Duration::from_millis(1)).unwrap();
+        t.attempt("bob@example.com", home, t0).unwrap();
+        t.attempt(A, home, t0).unwrap();
+    }
+
     #[test]
     fn waits_double_after_the_free_attempts_up_to_the_cap() {
         let mut t = LoginThrottle::new(small());
