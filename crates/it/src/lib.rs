@@ -541,14 +541,14 @@ impl Conn {
     }
 }
 
-/// A complete login, as an official client of `dialect` would do it, checking each step:
-///
-/// - MSNP2–MSNP7: `VER`, `INF`, `USR MD5 I`, `USR MD5 S md5(salt+password)`;
-/// - MSNP8–MSNP12: `VER`, `CVR`, `USR TWN I`, Passport 1.4 over HTTPS, `USR TWN S ticket`;
-///
-/// then the profile message (MSNP5+) and the `CHL`/`QRY` challenge (MSNP8+). The returned
-/// connection is online with nothing left unread. TrIDs 1–5 are used.
-pub async fn login(ep: &Endpoint, dialect: Dialect, email: &str, password: &str) -> Result<Conn> {
+/// The sign-in steps of [`login`] up to `USR 4 OK`, checked; what follows (the profile, a mail
+/// notice, the challenge) is left unread for the caller. TrIDs 1–4 are used.
+pub async fn authenticate(
+    ep: &Endpoint,
+    dialect: Dialect,
+    email: &str,
+    password: &str,
+) -> Result<Conn> {
     let mut c = Conn::connect(ep.msnp).await?;
     c.set_label(format!("{email}/{dialect}"));
     let ver = dialect.token();
@@ -572,6 +572,18 @@ pub async fn login(ep: &Endpoint, dialect: Dialect, email: &str, password: &str)
     }
     c.expect_match(&format!("USR 4 OK {email} {{rest}}"))
         .await?;
+    Ok(c)
+}
+
+/// A complete login, as an official client of `dialect` would do it, checking each step:
+///
+/// - MSNP2–MSNP7: `VER`, `INF`, `USR MD5 I`, `USR MD5 S md5(salt+password)`;
+/// - MSNP8–MSNP12: `VER`, `CVR`, `USR TWN I`, Passport 1.4 over HTTPS, `USR TWN S ticket`;
+///
+/// then the profile message (MSNP5+) and the `CHL`/`QRY` challenge (MSNP8+). The returned
+/// connection is online with nothing left unread. TrIDs 1–5 are used.
+pub async fn login(ep: &Endpoint, dialect: Dialect, email: &str, password: &str) -> Result<Conn> {
+    let mut c = authenticate(ep, dialect, email, password).await?;
     if dialect >= Dialect::Msnp5 {
         let frame = c.recv_frame().await?;
         ensure!(

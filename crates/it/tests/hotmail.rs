@@ -6,10 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{bail, ensure, Context, Result};
-use msgr_it::{
-    challenge_answer, cvr_request, md5_hex, passport_ticket, Conn, ServerOptions, TestServer,
-    CVR_REPLY, TIMEOUT,
-};
+use msgr_it::{challenge_answer, Conn, ServerOptions, TestServer, TIMEOUT};
 use msgr_mail::MailConfig;
 use msgr_proto::Dialect;
 use std::net::SocketAddr;
@@ -139,29 +136,7 @@ async fn sign_in_expecting(
     unread: bool,
 ) -> Result<(Conn, Option<String>, Option<String>)> {
     let ep = server.endpoint();
-    let mut c = Conn::connect(ep.msnp).await?;
-    c.set_label(format!("{ALICE}/{dialect}"));
-    let ver = dialect.token();
-    c.send(&format!("VER 1 {ver} CVR0")).await?;
-    c.expect_line(&format!("VER 1 {ver} CVR0")).await?;
-    if dialect < Dialect::Msnp8 {
-        c.send("INF 2").await?;
-        c.expect_line("INF 2 MD5").await?;
-        c.send(&format!("USR 3 MD5 I {ALICE}")).await?;
-        let line = c.expect_match("USR 3 MD5 S {any}").await?;
-        let salt = line.rsplit(' ').next().unwrap_or_default();
-        c.send(&format!("USR 4 MD5 S {}", md5_hex(salt, PASSWORD)))
-            .await?;
-    } else {
-        c.send(&cvr_request(2, ALICE)).await?;
-        c.expect_line(&format!("CVR 2 {CVR_REPLY}")).await?;
-        c.send(&format!("USR 3 TWN I {ALICE}")).await?;
-        c.expect_match("USR 3 TWN S {any}").await?;
-        let ticket = passport_ticket(ep.https, &ep.ca, ALICE, PASSWORD).await?;
-        c.send(&format!("USR 4 TWN S {ticket}")).await?;
-    }
-    c.expect_match(&format!("USR 4 OK {ALICE} {{rest}}"))
-        .await?;
+    let mut c = msgr_it::authenticate(&ep, dialect, ALICE, PASSWORD).await?;
     // The profile (MSNP5+), then the initial notice when there is unread mail, then the challenge
     // (MSNP8+).
     let profile = if dialect >= Dialect::Msnp5 {
