@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod browser;
+pub mod dns;
 pub mod transcript;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};

@@ -2,6 +2,8 @@
 //! from a fixed zone) and a DKIM key generated here: a signed message from an authorized address is
 //! `pass` all round and lands in INBOX; a forged sender under `p=reject` goes to Junk, or is refused
 //! with `550 5.7.1` when `[mail] dmarc_enforce = true`; a signature broken in transit is `dkim=fail`.
+//! Mail that msgr sends out carries an RSA and an Ed25519 signature, and both verify against the records
+//! `msgr mail dns` prints.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,77 +12,22 @@ use base64::Engine as _;
 use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
+use msgr_it::dns::{DnsStub, Zone};
 use msgr_it::{ServerOptions, TestServer, TIMEOUT};
 use msgr_mail::MailConfig;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
 const ALICE: &str = "alice@example.com";
 
-/// Answers TXT queries from `zone` (lowercase names without the final dot); other names are NXDOMAIN,
-/// other types of known names are empty. Returns the server's address.
-async fn dns_server(zone: HashMap<String, String>) -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let zone = Arc::new(zone);
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-            if let Some(reply) = answer(&buf[..n], &zone) {
-                let _ = socket.send_to(&reply, peer).await;
-            }
-        }
-    });
-    addr
-}
-
-/// One DNS reply (RFC 1035 §4.1) to `query`: the question echoed, TXT answers from `zone`.
-fn answer(query: &[u8], zone: &HashMap<String, String>) -> Option<Vec<u8>> {
-    let mut i = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = usize::from(*query.get(i)?);
-        i += 1;
-        if len == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(query.get(i..i + len)?).to_ascii_lowercase());
-        i += len;
-    }
-    let qtype = u16::from_be_bytes([*query.get(i)?, *query.get(i + 1)?]);
-    let question = query.get(12..i + 4)?;
-    let name = labels.join(".");
-    let record = zone.get(&name);
-    let txt = record.filter(|_| qtype == 16);
-    let mut out = Vec::new();
-    out.extend_from_slice(&query[..2]); // id
-    let known = record.is_some() || zone.keys().any(|k| k.ends_with(&format!(".{name}")));
-    out.extend_from_slice(if known { &[0x81, 0x80] } else { &[0x81, 0x83] }); // NOERROR / NXDOMAIN
-    out.extend_from_slice(&[0, 1, 0, u8::from(txt.is_some()), 0, 0, 0, 0]);
-    out.extend_from_slice(question);
-    if let Some(text) = txt {
-        let mut rdata = Vec::new();
-        for chunk in text.as_bytes().chunks(255) {
-            rdata.push(chunk.len() as u8);
-            rdata.extend_from_slice(chunk);
-        }
-        out.extend_from_slice(&[0xC0, 0x0C, 0, 16, 0, 1, 0, 0, 0, 60]);
-        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        out.extend_from_slice(&rdata);
-    }
-    Some(out)
-}
-
 /// The zone: `good.test` sends from 127.0.0.1 (where the test's client is) and signs with `sel`;
 /// `forged.test` sends only from 192.0.2.1. Both publish `p=reject`.
-async fn world() -> (SocketAddr, Ed25519Key) {
+async fn world() -> (DnsStub, Ed25519Key) {
     let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
     let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
     let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
-    let zone = HashMap::from([
+    let zone = Zone::txt([
         (
             "good.test".to_owned(),
             "v=spf1 ip4:127.0.0.1 -all".to_owned(),
@@ -102,7 +49,7 @@ async fn world() -> (SocketAddr, Ed25519Key) {
             "v=DMARC1; p=reject".to_owned(),
         ),
     ]);
-    (dns_server(zone).await, key)
+    (DnsStub::start(zone).await.unwrap(), key)
 }
 
 async fn start(dns: SocketAddr, enforce: bool) -> Result<TestServer> {
@@ -197,7 +144,7 @@ fn auth_results(message: &str) -> &str {
 #[tokio::test]
 async fn signed_and_authorized_mail_passes_everything() -> Result<()> {
     let (dns, key) = world().await;
-    let server = start(dns, true).await?;
+    let server = start(dns.addr, true).await?;
     let signed = sign(key, &message("Ann <ann@good.test>", "minutes"));
     let reply = send(&server, "ann@good.test", &signed).await?;
     ensure!(reply.starts_with("250 "), "{reply}");
@@ -217,7 +164,7 @@ async fn signed_and_authorized_mail_passes_everything() -> Result<()> {
 #[tokio::test]
 async fn forged_sender_goes_to_junk_unless_enforced() -> Result<()> {
     let (dns, _) = world().await;
-    let lenient = start(dns, false).await?;
+    let lenient = start(dns.addr, false).await?;
     let forged = message("The CEO <ceo@forged.test>", "wire");
     let reply = send(&lenient, "ceo@forged.test", &forged).await?;
     ensure!(
@@ -233,7 +180,7 @@ async fn forged_sender_goes_to_junk_unless_enforced() -> Result<()> {
     ensure!(junk[0].contains("DMARC_REJECT") && junk[0].contains("SPF_FAIL"));
     lenient.stop().await?;
 
-    let strict = start(dns, true).await?;
+    let strict = start(dns.addr, true).await?;
     let reply = send(&strict, "ceo@forged.test", &forged).await?;
     ensure!(reply.starts_with("550 5.7.1"), "{reply}");
     ensure!(
@@ -247,7 +194,7 @@ async fn forged_sender_goes_to_junk_unless_enforced() -> Result<()> {
 #[tokio::test]
 async fn a_broken_signature_is_dkim_fail() -> Result<()> {
     let (dns, key) = world().await;
-    let server = start(dns, true).await?;
+    let server = start(dns.addr, true).await?;
     let signed = sign(key, &message("Ann <ann@good.test>", "minutes"))
         .replace("before Friday", "before Monday");
     let reply = send(&server, "ann@good.test", &signed).await?;
@@ -270,44 +217,222 @@ async fn a_broken_signature_is_dkim_fail() -> Result<()> {
     server.stop().await
 }
 
-/// What msgr's own DKIM signer (the one outbound mail goes through) produces verifies at a receiver:
-/// the key made on first use, published as `msgr mail dns` prints it, gives `dkim=pass`.
+/// The `msgr` binary built from this tree (or `MSGR_BIN`).
+fn msgr_bin() -> std::path::PathBuf {
+    std::env::var_os("MSGR_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_msgr-under-test").into())
+}
+
+/// The text of a TXT record's data in zone-file form (`"…" "…"`): its strings joined, as a DKIM verifier
+/// joins them (RFC 6376 §3.6.2.2). Each string must be at most 255 bytes, as DNS needs.
+fn txt_value(data: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut chars = data.trim().chars();
+    loop {
+        match chars.next() {
+            None => return Ok(out),
+            Some(' ') => continue,
+            Some('"') => {}
+            Some(c) => anyhow::bail!("{c:?} outside a string in {data}"),
+        }
+        let mut string = String::new();
+        loop {
+            match chars.next().context("unterminated string")? {
+                '"' => break,
+                '\\' => string.push(chars.next().context("dangling escape")?),
+                c => string.push(c),
+            }
+        }
+        ensure!(
+            string.len() <= 255,
+            "a {}-byte string in {data}",
+            string.len()
+        );
+        out.push_str(&string);
+    }
+}
+
+/// alice@a.test sends to bob@other.test through her server A; A signs and delivers it to server B
+/// (another msgr, `[mail] routes`), whose MX checks it against DNS holding the records `msgr mail dns`
+/// printed for A's keys. Both signatures, RSA-SHA256 and Ed25519-SHA256, must verify there, and again
+/// here, signature by signature, with mail-auth.
 #[tokio::test]
-async fn msgr_signatures_verify() -> Result<()> {
-    let keys = tempfile::tempdir()?;
-    let signer = msgr_mail::dkim::Signer::load_or_create(keys.path())?;
-    let records = msgr_mail::dkim::dns_records("good.test", "mx.good.test", &signer.public_key());
-    let dkim_txt = records
-        .lines()
-        .find_map(|l| l.strip_prefix("msgr-ed25519._domainkey.good.test.\tTXT\t"))
-        .context("no DKIM record")?
-        .trim_matches('"')
-        .to_owned();
-    let zone = HashMap::from([
-        (
-            "good.test".to_owned(),
-            "v=spf1 ip4:127.0.0.1 -all".to_owned(),
-        ),
-        (
-            "_dmarc.good.test".to_owned(),
-            "v=DMARC1; p=reject".to_owned(),
-        ),
-        ("msgr-ed25519._domainkey.good.test".to_owned(), dkim_txt),
-    ]);
-    let server = start(dns_server(zone).await, true).await?;
-    let body = message("Ann <ann@good.test>", "signed-by-msgr");
-    let header = signer
-        .sign("good.test", body.as_bytes())
-        .context("not signed")?;
-    let reply = send(&server, "ann@good.test", &format!("{header}{body}")).await?;
-    ensure!(reply.starts_with("250 "), "{reply}");
-    let inbox = stored(&server, "INBOX").await?;
-    let results = auth_results(&inbox[0]);
+async fn outbound_mail_carries_two_signatures_that_verify() -> Result<()> {
+    // The keys are made by `msgr mail dns`, as an operator does before the first start, then used by A.
+    let data = tempfile::tempdir()?;
+    let out = tokio::process::Command::new(msgr_bin())
+        .arg("--data")
+        .arg(data.path())
+        .args(["mail", "dns", "a.test"])
+        .env_remove("MSGR_CONFIG")
+        .env_remove("MSGR_DATA")
+        .env_remove("RUST_LOG")
+        .output()
+        .await?;
     ensure!(
-        results.contains("dkim=pass") && results.contains("header.s=msgr-ed25519"),
-        "{results}"
+        out.status.success(),
+        "msgr mail dns: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    server.stop().await
+    let records = String::from_utf8(out.stdout)?;
+    let mut zone = Zone::default();
+    for line in records.lines() {
+        let mut fields = line.splitn(3, '\t');
+        let (name, kind, value) = (
+            fields.next().context(line.to_owned())?,
+            fields.next().context(line.to_owned())?,
+            fields.next().context(line.to_owned())?,
+        );
+        if kind == "TXT" {
+            zone.txt
+                .insert(name.trim_end_matches('.').to_owned(), txt_value(value)?);
+        }
+    }
+    let rsa = zone
+        .txt
+        .get("msgr-rsa._domainkey.a.test")
+        .context(format!("no RSA record in {records}"))?;
+    ensure!(rsa.starts_with("v=DKIM1; k=rsa; p=MIIB"), "{rsa}");
+    ensure!(
+        records.contains("\" \""),
+        "the RSA record is longer than one string: {records}"
+    );
+    ensure!(zone.txt.contains_key("msgr-ed25519._domainkey.a.test"));
+    // The printed SPF record names the MX, which this DNS does not have; A sends from 127.0.0.1.
+    zone.txt
+        .insert("a.test".into(), "v=spf1 ip4:127.0.0.1 -all".into());
+    let dns = DnsStub::start(zone).await?;
+
+    let b = TestServer::start(ServerOptions {
+        mail: Some(MailConfig {
+            hostname: Some("mx.other.test".into()),
+            domains: vec!["other.test".into()],
+            auth_dns: vec![dns.addr],
+            ..MailConfig::default()
+        }),
+        ..ServerOptions::default()
+    })
+    .await?;
+    b.add_account("bob@other.test", "pw", "Bob").await?;
+    let a = TestServer::start(ServerOptions {
+        mail: Some(MailConfig {
+            hostname: Some("mx.a.test".into()),
+            routes: [(
+                "other.test".to_owned(),
+                b.addrs.mail.smtp.context("B's MX")?.to_string(),
+            )]
+            .into(),
+            allow_plaintext_auth: true,
+            dkim_dir: Some(data.path().join("dkim")),
+            ..MailConfig::default()
+        }),
+        ..ServerOptions::default()
+    })
+    .await?;
+    a.add_account("alice@a.test", "alice-pw", "Alice").await?;
+    submit_as_alice(&a).await?;
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let raw = loop {
+        if let Some((_, raw)) = b.mail_messages("bob@other.test", "INBOX").await?.pop() {
+            break raw;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "nothing arrived at B"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    ensure!(text.matches("DKIM-Signature: ").count() == 2, "{text}");
+    // B's verdict: each signature on its own `dkim=` line.
+    let results = auth_results(&text);
+    for selector in ["msgr-rsa", "msgr-ed25519"] {
+        let part = results
+            .split(';')
+            .find(|p| p.contains(&format!("header.s={selector} ")))
+            .context(format!("no {selector} result in {results}"))?;
+        ensure!(part.trim_start().starts_with("dkim=pass"), "{results}");
+    }
+    ensure!(results.contains("dmarc=pass"), "{results}");
+
+    // The same check made here, with the algorithm of each signature.
+    let mut config = mail_auth::hickory_resolver::config::ResolverConfig::from_parts(
+        None,
+        vec![],
+        Vec::<mail_auth::hickory_resolver::config::NameServerConfig>::new(),
+    );
+    config.add_name_server(mail_auth::hickory_resolver::config::NameServerConfig::new(
+        dns.addr,
+        mail_auth::hickory_resolver::config::ProtocolConfig::Udp,
+    ));
+    let verifier = mail_auth::MessageAuthenticator::new(config, Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let parsed = mail_auth::AuthenticatedMessage::parse(&raw).context("unparsable")?;
+    let mut verified: Vec<String> = verifier
+        .verify_dkim(&parsed)
+        .await
+        .iter()
+        .map(|d| {
+            let s = d.signature();
+            format!(
+                "{:?} {:?} {}",
+                d.result(),
+                s.map(|s| s.a),
+                s.map_or("", |s| s.s.as_str())
+            )
+        })
+        .collect();
+    verified.sort();
+    ensure!(
+        verified
+            == [
+                "Pass Some(Ed25519Sha256) msgr-ed25519",
+                "Pass Some(RsaSha256) msgr-rsa"
+            ],
+        "{verified:?}"
+    );
+    a.stop().await?;
+    b.stop().await
+}
+
+/// alice submits a message to bob@other.test on A's submission port (AUTH PLAIN over plain loopback).
+async fn submit_as_alice(a: &TestServer) -> Result<()> {
+    let addr = a.addrs.mail.submission.context("no submission listener")?;
+    let (rd, mut wr) = TcpStream::connect(addr).await?.into_split();
+    let mut rd = BufReader::new(rd);
+    let auth = format!(
+        "AUTH PLAIN {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(b"\0alice@a.test\0alice-pw")
+    );
+    let data = format!(
+        "{}.\r\n",
+        message("Alice <alice@a.test>", "signed-twice").replace(ALICE, "bob@other.test")
+    );
+    for (send, expect) in [
+        ("", "220"),
+        ("EHLO client.a.test\r\n", "250"),
+        (auth.as_str(), "235"),
+        ("MAIL FROM:<alice@a.test>\r\n", "250"),
+        ("RCPT TO:<bob@other.test>\r\n", "250"),
+        ("DATA\r\n", "354"),
+        (data.as_str(), "250"),
+        ("QUIT\r\n", "221"),
+    ] {
+        wr.write_all(send.as_bytes()).await?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            tokio::time::timeout(TIMEOUT, rd.read_line(&mut line)).await??;
+            ensure!(!line.is_empty(), "closed after {send:?}");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+        ensure!(line.starts_with(expect), "after {send:?}: {line}");
+    }
+    Ok(())
 }
 
 /// ARC (RFC 8617): a message sealed by a forwarder whose key is in the test's DNS is `arc=pass`; the same
@@ -320,12 +445,12 @@ async fn arc_seals_are_verified() -> Result<()> {
     let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
     let public = base64::engine::general_purpose::STANDARD
         .encode(Ed25519Key::from_pkcs8_der(&pkcs8).unwrap().public_key());
-    let dns = dns_server(HashMap::from([(
+    let dns = DnsStub::start(Zone::txt([(
         "arc._domainkey.forwarder.test".to_owned(),
         format!("v=DKIM1; k=ed25519; p={public}"),
     )]))
-    .await;
-    let server = start(dns, false).await?;
+    .await?;
+    let server = start(dns.addr, false).await?;
     let original = message("Bob <bob@elsewhere.test>", "forwarded");
     let parsed = AuthenticatedMessage::parse(original.as_bytes()).unwrap();
     let results = AuthenticationResults::new("forwarder.test");

@@ -1,5 +1,5 @@
 //! `msgr mail dns DOMAIN`: the DNS records to publish for a domain whose mail msgr handles (MX, SPF, DKIM
-//! with the server's key, made here if the server has not made it yet, DMARC).
+//! with the server's two keys, RSA and Ed25519, made here if the server has not made them yet, DMARC).
 //!
 //! `msgr mail allow|block|unblock USER ADDR` and `msgr mail senders USER`: a user's allow and block lists of
 //! mail senders (an address, or `@domain` for a whole domain), consulted before the spam score.
@@ -58,7 +58,8 @@ pub fn dns(domain: &str, host: &str, dkim_dir: &std::path::Path) -> Result<Strin
     Ok(msgr_mail::dkim::dns_records(
         domain.trim_end_matches('.'),
         host.trim_end_matches('.'),
-        &signer.public_key(),
+        &signer.ed25519_public_key(),
+        signer.rsa_public_key(),
     ))
 }
 
