@@ -4,9 +4,15 @@
 //! score; a DMARC failure under `p=reject` is refused at `DATA` (`550 5.7.1`) when `[mail]
 //! dmarc_enforce` is set, and otherwise sends the message to `Junk` like `p=quarantine` does.
 //!
+//! The DNS blocklists of `[mail] dnsbl` ([`crate::dnsbl`]) are asked here too, beside these checks and
+//! through the same resolver, and add their hits to the same verdict; they run even with `[mail]
+//! sender_auth = false`.
+//!
 //! mail-auth brings its own resolver; `[mail] auth_dns` points it at given servers (tests run one on
 //! loopback), else it reads the system's `resolv.conf`.
 
+use crate::dnsbl::Blocklists;
+use crate::MailConfig;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::Policy;
 use mail_auth::hickory_resolver::config::{
@@ -47,11 +53,17 @@ pub struct SenderAuth {
     auth: MessageAuthenticator,
     /// The `authserv-id` of the header: this server's name.
     hostname: String,
+    /// `[mail] sender_auth`: SPF, DKIM and DMARC are checked. Off, only the blocklists are asked.
+    sender_auth: bool,
+    /// `[mail] dnsbl`, when it names any zone.
+    blocklists: Option<Blocklists>,
 }
 
 impl SenderAuth {
-    /// An authenticator asking `servers` over UDP, or the system's resolvers when `servers` is empty.
-    pub fn new(servers: &[SocketAddr], hostname: &str) -> Result<SenderAuth, AuthSetupError> {
+    /// The checks `config` asks for (`sender_auth`, `dnsbl`), through `config.auth_dns` over UDP, or the
+    /// system's resolvers when that is empty.
+    pub fn new(config: &MailConfig, hostname: &str) -> Result<SenderAuth, AuthSetupError> {
+        let servers: &[SocketAddr] = &config.auth_dns;
         let auth = if servers.is_empty() {
             MessageAuthenticator::new_system_conf().map_err(|e| AuthSetupError(e.to_string()))?
         } else {
@@ -69,12 +81,41 @@ impl SenderAuth {
         Ok(SenderAuth {
             auth,
             hostname: hostname.to_owned(),
+            sender_auth: config.sender_auth,
+            blocklists: Blocklists::new(config),
         })
     }
 
     /// Checks one message: `ip` and `helo` of the client, `mail_from` its reverse-path (empty for
-    /// bounces: SPF then checks the HELO name), `message` the bytes it sent.
+    /// bounces: SPF then checks the HELO name), `message` the bytes it sent. The blocklists are asked
+    /// while SPF, DKIM and DMARC run.
     pub async fn check(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        message: &[u8],
+    ) -> AuthVerdict {
+        let blocklisted = async {
+            match &self.blocklists {
+                Some(lists) => lists.check(self.auth.resolver(), ip).await,
+                None => Vec::new(),
+            }
+        };
+        let authenticated = async {
+            if self.sender_auth {
+                self.authenticate(ip, helo, mail_from, message).await
+            } else {
+                AuthVerdict::default()
+            }
+        };
+        let (mut verdict, listed) = tokio::join!(authenticated, blocklisted);
+        verdict.hits.extend(listed);
+        verdict
+    }
+
+    /// SPF, DKIM, ARC and DMARC.
+    async fn authenticate(
         &self,
         ip: IpAddr,
         helo: &str,

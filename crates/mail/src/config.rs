@@ -76,7 +76,8 @@ pub struct MailConfig {
     pub spam: SpamConfig,
     /// Check SPF, DKIM and DMARC of mail arriving at the MX and record them in `Authentication-Results`.
     pub sender_auth: bool,
-    /// DNS servers (UDP) that sender authentication asks; empty: the system's `resolv.conf`.
+    /// DNS servers (UDP) that sender authentication and the DNS blocklists ask; empty: the system's
+    /// `resolv.conf`.
     pub auth_dns: Vec<SocketAddr>,
     /// Refuse a message whose DMARC check fails under `p=reject` (`550 5.7.1` at the end of `DATA`);
     /// off: such mail is delivered to `Junk`.
@@ -91,6 +92,20 @@ pub struct MailConfig {
     pub greylisting: bool,
     /// How long after its first attempt a greylisted triplet is accepted.
     pub greylist_delay_secs: u64,
+    /// DNS blocklist zones (`["zen.example.org"]`) asked about the client of every message arriving at the
+    /// MX: `1.2.0.192.zen.example.org` for 192.0.2.1, nibbles for IPv6 (RFC 5782). A listing adds
+    /// `dnsbl_score` points to the spam score, as the hit `RCVD_IN_DNSBL_<ZONE>`; it never refuses mail.
+    /// Empty (the default): no lookups. Asked through sender authentication's resolver (`auth_dns`).
+    pub dnsbl: Vec<String>,
+    /// Points a listing in one zone adds to the spam score.
+    pub dnsbl_score: f64,
+    /// How long the MX waits for the blocklists' answers (asked together, beside SPF); a zone that has
+    /// not answered by then counts as not listing the client.
+    pub dnsbl_timeout_secs: u64,
+    /// Skip the lookups for clients at loopback, private (RFC 1918, RFC 4193), link-local and shared
+    /// (RFC 6598) addresses: a public list cannot know them, and asking leaks internal addresses. Tests
+    /// set it to `false` to look up 127.0.0.1.
+    pub dnsbl_skip_private: bool,
 }
 
 /// `[mail.spam]`: how mail arriving at the MX is judged. Submission (signed-in senders) is never scored.
@@ -155,6 +170,10 @@ impl Default for MailConfig {
             dkim_dir: None,
             greylisting: false,
             greylist_delay_secs: 300,
+            dnsbl: Vec::new(),
+            dnsbl_score: msgr_spam::DEFAULT_THRESHOLD,
+            dnsbl_timeout_secs: 3,
+            dnsbl_skip_private: true,
         }
     }
 }

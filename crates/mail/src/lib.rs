@@ -9,6 +9,7 @@ pub mod config;
 pub mod date;
 pub mod deliver;
 pub mod dkim;
+pub mod dnsbl;
 pub mod imap;
 mod listen;
 pub mod mime;
@@ -94,7 +95,8 @@ pub struct Context {
     pub hostname: String,
     /// The MX's spam filter with its global model; `None` when `[mail.spam] enabled = false`.
     pub spam: Option<Arc<spam::SpamFilter>>,
-    /// SPF/DKIM/DMARC on the MX; `None` when `[mail] sender_auth = false` or no resolver could be set up.
+    /// SPF/DKIM/DMARC and the DNS blocklists on the MX; `None` when `[mail] sender_auth = false` and
+    /// `dnsbl` is empty, or no resolver could be set up.
     pub sender_auth: Option<Arc<auth::SenderAuth>>,
     /// Signs outbound mail; `None` without `config.dkim_dir` or when its key cannot be read or made.
     pub dkim: Option<dkim::Signer>,
@@ -158,8 +160,8 @@ impl Context {
             shutdown.clone(),
             tracker,
         );
-        let sender_auth = if config.sender_auth {
-            match auth::SenderAuth::new(&config.auth_dns, &hostname) {
+        let sender_auth = if config.sender_auth || !config.dnsbl.is_empty() {
+            match auth::SenderAuth::new(&config, &hostname) {
                 Ok(a) => Some(Arc::new(a)),
                 Err(e) => {
                     tracing::warn!(error = %e, "sender authentication off");
