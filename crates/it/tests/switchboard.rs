@@ -265,6 +265,104 @@ async fn acknowledgement_modes() -> Result<()> {
     Ok(())
 }
 
+/// Several commands in one TCP write: every answer arrives, in the order of the commands, and
+/// every message reaches the other side in order. The server writes the answers of one read
+/// together (one write instead of one per `ACK`); nothing may be lost or reordered by that.
+#[tokio::test]
+async fn answers_to_one_read_arrive_complete_and_in_order() -> Result<()> {
+    let srv = server().await?;
+    let (_a, mut sa, _b, mut sb) = pair(&srv, Dialect::Msnp12, Dialect::Msnp12).await?;
+    let mut burst = Vec::new();
+    let sent: [(u32, &str, &str); 7] = [
+        (10, "A", "one"),
+        (11, "N", "two"),
+        (12, "U", "three"),
+        (13, "Z", "bad mode"),
+        (14, "A", "four"),
+        (15, "D", "five"),
+        (16, "A", "six"),
+    ];
+    for (t, mode, body) in sent {
+        let m = text(body);
+        burst.extend_from_slice(format!("MSG {t} {mode} {}\r\n", m.len()).as_bytes());
+        burst.extend_from_slice(&m);
+    }
+    sa.send_raw(&burst).await?;
+    for body in ["one", "two", "three", "four", "five", "six"] {
+        expect_msg(&mut sb, "alice", &text(body)).await?;
+    }
+    for answer in ["ACK 10", "201 13", "ACK 14", "ACK 15", "ACK 16"] {
+        sa.expect_line(answer).await?;
+    }
+    // Nothing else was answered (no NAK for the N or U message): the next answer is this one.
+    send_msg(&mut sa, 17, "A", &text("seven")).await?;
+    sa.expect_line("ACK 17").await?;
+    expect_msg(&mut sb, "alice", &text("seven")).await?;
+    Ok(())
+}
+
+/// Both sides send at once, many messages in flight each way, with `ACK`s: relayed messages
+/// reach an idle reader's socket from the sender's side while the reader writes answers of its
+/// own, and a full socket makes them wait in the queue. Every message and every answer
+/// arrives whole, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_traffic_both_ways_stays_whole_and_in_order() -> Result<()> {
+    let srv = server().await?;
+    let (_a, sa, _b, sb) = pair(&srv, Dialect::Msnp12, Dialect::Msnp12).await?;
+    const N: u32 = 2000;
+    /// Sends `N` messages (`A` every third) in bursts of 8, staying at most 64 ahead of what it
+    /// has received from the peer (so nobody's queue overflows), reads one frame per burst and
+    /// checks everything: the peer's messages numbered in order, this side's `ACK`s in order.
+    async fn talk(mut c: Conn, me: &'static str, peer: &'static str) -> Result<()> {
+        let body =
+            |who: &str, i: u32| text(&format!("{who} {i} {}", "x".repeat((i % 700) as usize)));
+        let want_acks = (0..N).filter(|i| i % 3 == 0).count();
+        let (mut t, mut next_msg, mut next_ack) = (0u32, 0u32, 0usize);
+        while next_msg < N || next_ack < want_acks {
+            if t < N && t - next_msg.min(t) <= 64 {
+                let mut burst = Vec::new();
+                for _ in 0..8.min(N - t) {
+                    let m = body(me, t);
+                    let mode = if t % 3 == 0 { "A" } else { "N" };
+                    burst.extend_from_slice(
+                        format!("MSG {} {mode} {}\r\n", t + 1, m.len()).as_bytes(),
+                    );
+                    burst.extend_from_slice(&m);
+                    t += 1;
+                }
+                c.send_raw(&burst).await?;
+            }
+            let f = c.recv_frame().await?;
+            if f.command() == "ACK" {
+                let want = format!("ACK {}", next_ack * 3 + 1);
+                ensure!(
+                    f.line() == want,
+                    "{me}: expected {want:?}, got {:?}",
+                    f.line()
+                );
+                next_ack += 1;
+            } else {
+                ensure!(
+                    f.line().starts_with(&format!("MSG {} ", email(peer))),
+                    "{me}: got {:?}",
+                    f.line()
+                );
+                ensure!(
+                    f.payload().map(|p| p.to_vec()) == Some(body(peer, next_msg)),
+                    "{me}: message {next_msg} from {peer} differs"
+                );
+                next_msg += 1;
+            }
+        }
+        Ok(())
+    }
+    let alice = tokio::spawn(talk(sa, "alice", "bob"));
+    let bob = tokio::spawn(talk(sb, "bob", "alice"));
+    tokio::time::timeout(Duration::from_secs(120), alice).await???;
+    tokio::time::timeout(Duration::from_secs(120), bob).await???;
+    Ok(())
+}
+
 /// Typing notifications and an MSNFTP invitation (INVITE, ACCEPT with the address) flow
 /// unchanged.
 #[tokio::test]

@@ -20,11 +20,14 @@ use crate::queue;
 use bytes::BytesMut;
 use msgr_proto::frame::{payload_command, FrameDecoder, Peer};
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -152,10 +155,87 @@ pub(crate) async fn accept_loop(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            serve_connection(stream, peer, role, Transport::Tcp, shared, shutdown, None).await;
+            serve_tcp(stream, peer, role, shared, shutdown).await;
             drop(permit);
         });
     }
+}
+
+/// A TCP connection as the loop drives it: reads through the owned read half (which keeps
+/// tokio's readiness bookkeeping: a short read needs no second, empty one), writes through the
+/// write half that the connection's queue shares with the switchboard's direct writers
+/// (`queue::Outlet`). Reads and writes never overlap in the loop, so no lock is needed
+/// between them (`tokio::io::split` would take one on every read and write).
+struct TcpLink {
+    rd: OwnedReadHalf,
+    wr: Arc<OwnedWriteHalf>,
+}
+
+impl AsyncRead for TcpLink {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.rd).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TcpLink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.wr.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // `try_write` cleared the readiness it found stale: this registers the
+                    // task for the next one.
+                    std::task::ready!(self.wr.as_ref().as_ref().poll_write_ready(cx))?;
+                }
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The write half is shared with the queue, so it cannot be shut down from here: it shuts
+    /// the socket's sending side when its last owner (this or the queue's receiver, both
+    /// dropped when the connection's task ends) drops it.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs one MSNP connection over TCP to its end: as [`serve_connection`], and once it is a
+/// signed-in switchboard participant, relayed messages may be written to its socket by the
+/// sender's task (`queue`'s direct writes).
+async fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    role: ListenerRole,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Ended {
+    let (rd, wr) = stream.into_split();
+    let wr = Arc::new(wr);
+    let link = TcpLink { rd, wr: wr.clone() };
+    let outlet: Arc<dyn queue::Outlet> = wr;
+    run_connection(
+        link,
+        Some(outlet),
+        peer,
+        role,
+        Transport::Tcp,
+        shared,
+        shutdown,
+        None,
+    )
+    .await
 }
 
 /// Output buffer capacity kept between writes; a larger one is given back once flushed.
@@ -172,6 +252,29 @@ pub(crate) async fn serve_connection<S>(
     transport: Transport,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    pending: Option<msgr_mail::ConnSlot>,
+) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    run_connection(
+        stream, None, peer, role, transport, shared, shutdown, pending,
+    )
+    .await
+}
+
+/// The connection loop. `outlet` is the socket's write half for direct writes (TCP only): it
+/// is given to the queue once the connection is a signed-in switchboard participant and the
+/// answer to its `USR`/`ANS` is written, so nothing relayed reaches the client before that.
+#[allow(clippy::too_many_arguments)]
+async fn run_connection<S>(
+    mut stream: S,
+    mut outlet: Option<Arc<dyn queue::Outlet>>,
+    peer: SocketAddr,
+    role: ListenerRole,
+    transport: Transport,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
     mut pending: Option<msgr_mail::ConnSlot>,
 ) -> Ended
 where
@@ -180,7 +283,6 @@ where
     let limits = &shared.config.limits;
     let outbox_cap = limits.outbox_bytes;
     let write_timeout = limits.write_timeout();
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut decoder = FrameDecoder::new(Peer::Client, limits.codec());
     let mut inbuf = BytesMut::with_capacity(512);
     let mut out = BytesMut::new();
@@ -213,6 +315,8 @@ where
     loop {
         // Client commands and hub events this round answers: the load signal of `write_plan`.
         let mut triggers = 0usize;
+        // The round answered a switchboard participant's own commands (`write_plan`).
+        let mut read_round = false;
         let deadline = session.deadline();
         if deadline < armed {
             armed = deadline;
@@ -241,21 +345,29 @@ where
                 }
                 flow
             }
-            read = rd.read_buf(&mut inbuf) => match read {
+            read = stream.read_buf(&mut inbuf) => match read {
                 Ok(0) => break,
-                Ok(_) => {
-                    let ctx = Ctx {
-                        shared: &shared,
-                        peer,
-                        events: &events_tx,
-                        kill: &kill,
-                        first: &mut first,
-                        frames: &mut triggers,
-                    };
-                    // Boxed: command handling is the largest future of the loop, and held
-                    // inline it would make every idle connection's task that much bigger.
-                    Box::pin(read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out)).await
-                }
+                Ok(_) => match &mut session {
+                    // A switchboard's commands are handled without waiting: no future to box
+                    // on each relayed message.
+                    Session::Sb(sb) => {
+                        read_round = true;
+                        sb_frames(sb, &mut decoder, &mut inbuf, &mut out, &mut triggers)
+                    }
+                    Session::Ns(_) => {
+                        let ctx = Ctx {
+                            shared: &shared,
+                            peer,
+                            events: &events_tx,
+                            kill: &kill,
+                            first: &mut first,
+                            frames: &mut triggers,
+                        };
+                        // Boxed: command handling is the largest future of the loop, and held
+                        // inline it would make every idle connection's task that much bigger.
+                        Box::pin(read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out)).await
+                    }
+                },
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed");
                     break;
@@ -281,9 +393,15 @@ where
             break;
         }
         if !out.is_empty() {
-            let plan = write_plan(transport, triggers, out.len());
+            let plan = match read_round {
+                true => sb_reply_plan(transport, triggers, out.len()),
+                false => write_plan(transport, triggers, out.len()),
+            };
+            // With direct writes on, none may start until this round is written (`queue`),
+            // and what one left half-written goes first.
+            let rest = events.begin_write();
             let written = {
-                let write = write_round(&mut wr, &out, plan);
+                let write = write_round(&mut stream, rest.as_deref(), &out, plan);
                 tokio::pin!(write);
                 // Usually the kernel takes it all at once: only a write that has to wait
                 // gets a timer.
@@ -314,6 +432,15 @@ where
         }
         // What the round took from the queue is now with the kernel (or produced nothing).
         events.settle();
+        // A switchboard participant whose `USR OK` / `ANS OK` is written now takes relayed
+        // messages straight to its socket.
+        if let (Session::Sb(sb), Some(_)) = (&session, &outlet) {
+            if sb.account().is_some() {
+                if let Some(o) = outlet.take() {
+                    events.set_outlet(o);
+                }
+            }
+        }
         if pending.is_some() && session.account().is_some() {
             pending = None;
         }
@@ -321,7 +448,7 @@ where
             if flow == Flow::Refuse {
                 ended = Ended::Refused;
             }
-            let _ = tokio::time::timeout(write_timeout, wr.shutdown()).await;
+            let _ = tokio::time::timeout(write_timeout, stream.shutdown()).await;
             break;
         }
         // Give back the memory of a burst so idle connections stay small.
@@ -403,6 +530,47 @@ async fn read_frames(
     }
 }
 
+/// Handles every complete frame in `inbuf` for a switchboard participant (whose commands
+/// never wait), counting them in `frames`.
+fn sb_frames(
+    sb: &mut SbSession,
+    decoder: &mut FrameDecoder,
+    inbuf: &mut BytesMut,
+    out: &mut BytesMut,
+    frames: &mut usize,
+) -> Flow {
+    loop {
+        match decoder.decode(inbuf) {
+            Ok(Some(frame)) => {
+                *frames += 1;
+                let flow = sb.handle(frame, out);
+                if flow != Flow::Continue {
+                    return flow;
+                }
+            }
+            Ok(None) => return Flow::Continue,
+            Err(e) => {
+                let flow = sb.frame_error(&e, out);
+                if flow != Flow::Continue || !e.is_recoverable() {
+                    return Flow::Close;
+                }
+            }
+        }
+    }
+}
+
+/// How the replies of a signed-in switchboard participant's read round go out: the `ACK`s
+/// (and `NAK`s, errors) of several commands that came in one read are one write. A client that
+/// sent several commands in one go reads their answers in one go too, and a relay with
+/// `MSG t A` would otherwise pay a write per message. A single command's answer (`ANS`'s
+/// `IRO` lines) goes out by [`write_plan`], as any other round.
+pub(crate) fn sb_reply_plan(transport: Transport, commands: usize, out_len: usize) -> WritePlan {
+    match commands {
+        0 | 1 => write_plan(transport, commands, out_len),
+        _ => WritePlan::Coalesced,
+    }
+}
+
 /// How a round's output goes to the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WritePlan {
@@ -462,12 +630,17 @@ pub(crate) fn command_end(out: &[u8], pos: usize) -> Option<usize> {
     (end <= out.len()).then_some(end)
 }
 
-/// Writes a round's output by `plan`.
+/// Writes a round's output by `plan`, after `rest` (the remainder of a partial direct write,
+/// which the client has the beginning of already).
 async fn write_round<W: AsyncWrite + Unpin>(
     wr: &mut W,
+    rest: Option<&[u8]>,
     out: &[u8],
     plan: WritePlan,
 ) -> std::io::Result<()> {
+    if let Some(rest) = rest {
+        wr.write_all(rest).await?;
+    }
     let mut start = 0;
     if plan == WritePlan::PerCommand {
         // Each command its own write, up to the last one (or anything that does not parse),
@@ -576,7 +749,7 @@ mod tests {
     #[tokio::test]
     async fn one_write_per_command_at_light_load() {
         let mut s = Segments::default();
-        write_round(&mut s, BURST, WritePlan::PerCommand)
+        write_round(&mut s, None, BURST, WritePlan::PerCommand)
             .await
             .unwrap();
         assert_eq!(s.0.len(), 8);
@@ -598,7 +771,7 @@ mod tests {
         );
 
         let mut s = Segments::default();
-        write_round(&mut s, BURST, WritePlan::Coalesced)
+        write_round(&mut s, None, BURST, WritePlan::Coalesced)
             .await
             .unwrap();
         assert_eq!(s.0, [BURST.to_vec()]);

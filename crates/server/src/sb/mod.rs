@@ -93,6 +93,22 @@ pub fn is_switchboard_login(frame: &Frame) -> bool {
     }
 }
 
+/// A relayed message is the same bytes for every recipient, in any state: it may be written
+/// to a recipient's socket by the sender's task (see `queue`). Everything else is rendered by
+/// the recipient's session.
+impl queue::Direct for Event {
+    fn wire(&self) -> Option<&Bytes> {
+        match self {
+            Event::Switchboard(SbEvent::Message(frame)) => Some(frame),
+            _ => None,
+        }
+    }
+
+    fn rest(rest: Bytes) -> Self {
+        Event::Switchboard(SbEvent::Message(Arc::new(rest)))
+    }
+}
+
 enum State {
     /// Waiting for `USR` or `ANS`.
     Connecting,

@@ -497,7 +497,8 @@ fn earned(last: Instant, now: Instant, refill: Duration) -> u32 {
 
 /// Queues `event` for one participant without waiting; `false` if it could not take it.
 fn deliver(p: &Participant, event: &SbEvent) -> bool {
-    match p.events.try_send(Event::Switchboard(event.clone())) {
+    // A relayed message goes straight to an idle recipient's socket when it can (`queue`).
+    match p.events.try_send_direct(Event::Switchboard(event.clone())) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => false,
     }
