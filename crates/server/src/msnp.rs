@@ -687,6 +687,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_switchboard_read_of_several_commands_is_answered_in_one_write() {
+        // Several `MSG t A` in one read: their `ACK`s together, whatever the load.
+        assert_eq!(sb_reply_plan(Transport::Tcp, 2, 14), WritePlan::Coalesced);
+        assert_eq!(sb_reply_plan(Transport::Tcp, 4, 40), WritePlan::Coalesced);
+        // One command (`ANS` with its `IRO` lines): as any other round.
+        assert_eq!(sb_reply_plan(Transport::Tcp, 1, 300), WritePlan::PerCommand);
+        assert_eq!(
+            sb_reply_plan(Transport::Tcp, 1, LIGHT_BYTES + 1),
+            WritePlan::Coalesced
+        );
+        assert_eq!(
+            sb_reply_plan(Transport::HttpGateway, 1, 30),
+            WritePlan::Coalesced
+        );
+    }
+
     fn command_ends(out: &[u8]) -> Option<Vec<usize>> {
         let mut ends = Vec::new();
         let mut pos = 0;
