@@ -26,7 +26,7 @@ pub use error::StoreError;
 pub use mail::{
     Delivered, Delivery, FlagOp, Flags, FlagsChanged, Folder, FolderChanges, FolderRef,
     LocalTarget, MailStore, Mailbox, MessageMeta, MessageSummary, Outbound, QueuedRecipient,
-    SpecialUse, StoredMessage,
+    SelectedFolder, SpecialUse, StoredMessage,
 };
 pub use senders::{Greylist, GreylistTimes, SenderFacts, SenderList, SenderStore};
 pub use spam::{SpamCounts, SpamStore};
@@ -315,6 +315,24 @@ impl MailStore for Store {
 
     fn claim_recent(&self, folder_id: i64) -> Result<Option<(u32, u32)>> {
         delegate!(self, s => s.claim_recent(folder_id))
+    }
+
+    fn select_folder(
+        &self,
+        account: &str,
+        name: &str,
+        claim_recent: bool,
+    ) -> Result<Option<SelectedFolder>> {
+        delegate!(self, s => s.select_folder(account, name, claim_recent))
+    }
+
+    fn messages_raw(
+        &self,
+        folder_id: i64,
+        uids: &[u32],
+        header_only: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        delegate!(self, s => s.messages_raw(folder_id, uids, header_only))
     }
 
     fn set_noselect(&self, account: &str, name: &str, noselect: bool) -> Result<()> {

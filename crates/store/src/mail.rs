@@ -203,6 +203,20 @@ pub struct MessageMeta {
     pub summary: MessageSummary,
 }
 
+/// A folder as IMAP `SELECT`/`EXAMINE` opens it ([`MailStore::select_folder`]): the folder, its messages and
+/// the session's `\Recent` range, all from one read snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectedFolder {
+    /// The folder; its counts (`messages`, `unseen`, `size`, `recent`) are those of `messages`.
+    pub folder: Folder,
+    /// In UID order; empty for a `\Noselect` placeholder.
+    pub messages: Vec<MessageMeta>,
+    /// `(first, upto)`: the messages with UIDs in `first..upto` are `\Recent` for the caller. With a claim
+    /// they are the caller's alone (see [`MailStore::claim_recent`]); without, they are the ones no session
+    /// has taken yet.
+    pub recent: (u32, u32),
+}
+
 /// Where a delivered message goes in one local mailbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalTarget {
@@ -375,7 +389,31 @@ pub trait MailStore: Send + Sync {
     /// Takes the folder's recent messages for one session (RFC 3501 §2.3.2): returns `(first, uidnext)`,
     /// the first recent UID before the call and the UIDNEXT it moved to, so the messages with UIDs in
     /// `first..uidnext` are `\Recent` for the caller and for no other session. `None` if the folder is gone.
+    ///
+    /// The claim is the process's own (RFC 9051 dropped `\Recent`; RFC 3501 makes it a matter of sessions):
+    /// it costs no write and waits for no commit, and is written back along with the next delivery's
+    /// commit. A claim lost with the process only makes messages recent once more.
     fn claim_recent(&self, folder_id: i64) -> crate::Result<Option<(u32, u32)>>;
+
+    /// The folder `name` of `account` with its messages, and with `claim_recent` this session's `\Recent`
+    /// claim ([`claim_recent`](MailStore::claim_recent)), all from one snapshot: what IMAP `SELECT` needs
+    /// in one call. `None` if there is no such folder.
+    fn select_folder(
+        &self,
+        account: &str,
+        name: &str,
+        claim_recent: bool,
+    ) -> crate::Result<Option<SelectedFolder>>;
+
+    /// The raw bytes of several messages of a folder, in the order of `uids` (`None` for a UID that names
+    /// no message any more), read in one snapshot. With `header_only`, each is cut after its header block
+    /// (the blank line that ends it included): all that `BODY[HEADER…]` and `ENVELOPE` need.
+    fn messages_raw(
+        &self,
+        folder_id: i64,
+        uids: &[u32],
+        header_only: bool,
+    ) -> crate::Result<Vec<Option<Vec<u8>>>>;
 
     /// Makes a user folder a `\Noselect` placeholder (`true`: its messages are removed) or a real folder again
     /// (`false`). The standard folders cannot become placeholders.

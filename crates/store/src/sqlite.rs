@@ -55,6 +55,8 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     /// Idle reader connections, at most `options.readers` of them.
     readers: Mutex<Vec<Connection>>,
+    /// IMAP's `\Recent` claims of this process's sessions (`sqlite/mail.rs`).
+    recent: mail::RecentClaims,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -109,6 +111,7 @@ impl SqliteStore {
             options,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::with_capacity(options.readers)),
+            recent: mail::RecentClaims::default(),
         })
     }
 

@@ -5,6 +5,10 @@
 //! in one transaction (one WAL fsync) with a savepoint per delivery, so that one delivery failing (over quota,
 //! unknown folder) rolls back only itself.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::SqliteStore;
@@ -127,32 +131,32 @@ fn account_id(conn: &Connection, account: &str) -> Result<i64> {
         .ok_or_else(|| StoreError::AccountNotFound(account.to_ascii_lowercase()))
 }
 
-/// `(id, name, special, uidvalidity)` of a folder of `account_id`.
+/// `(id, name, special, uidvalidity, noselect)` of a folder of `account_id`.
 fn find_folder(
     conn: &Connection,
     account_id: i64,
     folder: &FolderRef,
-) -> Result<(i64, String, Option<SpecialUse>, u32)> {
-    let row = |r: &Row<'_>| -> rusqlite::Result<(i64, String, Option<String>, i64)> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+) -> Result<(i64, String, Option<SpecialUse>, u32, bool)> {
+    let row = |r: &Row<'_>| -> rusqlite::Result<(i64, String, Option<String>, i64, bool)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     };
     let found = match folder {
         FolderRef::Special(u) => conn
             .prepare_cached(
-                "SELECT id, name, special, uidvalidity FROM mail_folders \
+                "SELECT id, name, special, uidvalidity, noselect FROM mail_folders \
                  WHERE account_id = ?1 AND special = ?2",
             )?
             .query_row(params![account_id, u.column()], row)
             .optional()?,
         FolderRef::Named(name) => conn
             .prepare_cached(
-                "SELECT id, name, special, uidvalidity FROM mail_folders \
+                "SELECT id, name, special, uidvalidity, noselect FROM mail_folders \
                  WHERE account_id = ?1 AND name = ?2",
             )?
             .query_row(params![account_id, canonical_name(name)], row)
             .optional()?,
     };
-    let (id, name, special, uidvalidity) = found.ok_or_else(|| {
+    let (id, name, special, uidvalidity, noselect) = found.ok_or_else(|| {
         StoreError::FolderNotFound(match folder {
             FolderRef::Special(u) => u.folder_name().to_owned(),
             FolderRef::Named(n) => n.clone(),
@@ -163,6 +167,7 @@ fn find_folder(
         name,
         special.as_deref().and_then(SpecialUse::from_column),
         to_u32(uidvalidity),
+        noselect,
     ))
 }
 
@@ -222,7 +227,12 @@ fn deliver_one(conn: &Connection, d: &Delivery, default_quota: u64) -> Result<De
             .iter()
             .find(|(e, _)| *e == email)
             .map_or(0, |(_, id)| *id);
-        let (folder_id, folder, special, uidvalidity) = find_folder(conn, account_id, &t.folder)?;
+        let (folder_id, folder, special, uidvalidity, noselect) =
+            find_folder(conn, account_id, &t.folder)?;
+        if noselect {
+            // A `\Noselect` name holds no messages (RFC 3501 §6.3.4).
+            return Err(StoreError::FolderNotFound(folder));
+        }
         let (uid, modseq) = next_uid(conn, folder_id)?;
         conn.prepare_cached(
             "INSERT INTO mail_messages (folder_id, account_id, uid, modseq, flags, internal_date, size, \
@@ -320,6 +330,161 @@ fn placeholders(n: usize) -> String {
 /// SQLite's default limit on bound parameters is 32766; work in chunks well below it.
 const CHUNK: usize = 500;
 
+/// The `\Recent` claims of this process's IMAP sessions (RFC 3501 §2.3.2), per folder: the first UID no
+/// session has taken yet.
+///
+/// A claim used to be an `UPDATE` on the writer connection, so every read-write `SELECT` queued behind
+/// whatever delivery was committing (an fsync) and the sessions' selects were serialised on the writer.
+/// `\Recent` is only about sessions (RFC 9051 dropped it), and the sessions are all in this process, so
+/// the claim lives here; the stored `first_recent_uid` is its seed, and [`MailStore::deliver`] writes the
+/// claims back in its transaction (no commit of their own). Losing a claim in a crash or restart only makes
+/// messages recent once more.
+#[derive(Default)]
+pub(crate) struct RecentClaims {
+    folders: Mutex<HashMap<i64, Claim>>,
+}
+
+#[derive(Clone, Copy)]
+struct Claim {
+    /// The folder's UIDVALIDITY when the claim was made: a folder id reused by a new folder (after one was
+    /// deleted by another process) must not inherit the claim.
+    uidvalidity: u32,
+    /// UIDs below this were taken by some session.
+    first: u32,
+    /// Already in the database (or nothing to write).
+    written: bool,
+}
+
+impl RecentClaims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Claim>> {
+        // Every value in the map is valid on its own, whatever a panicking thread was doing.
+        self.folders.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The first unclaimed UID of a folder whose stored row says `stored_first`, `uidnext`.
+    fn first(&self, folder_id: i64, uidvalidity: u32, stored_first: u32, uidnext: u32) -> u32 {
+        match self.lock().get(&folder_id) {
+            Some(c) if c.uidvalidity == uidvalidity && c.first <= uidnext => {
+                c.first.max(stored_first)
+            }
+            _ => stored_first,
+        }
+    }
+
+    /// Takes `first..uidnext` for the caller; returns `(first, upto)` with `upto >= first`.
+    fn claim(
+        &self,
+        folder_id: i64,
+        uidvalidity: u32,
+        stored_first: u32,
+        uidnext: u32,
+    ) -> (u32, u32) {
+        let mut folders = self.lock();
+        let first = match folders.get(&folder_id) {
+            Some(c) if c.uidvalidity == uidvalidity && c.first <= uidnext => {
+                c.first.max(stored_first)
+            }
+            _ => stored_first,
+        };
+        // Another session may have claimed up to a newer UIDNEXT than the snapshot this caller read.
+        let upto = uidnext.max(first);
+        if upto > first {
+            folders.insert(
+                folder_id,
+                Claim {
+                    uidvalidity,
+                    first: upto,
+                    written: false,
+                },
+            );
+        }
+        (first, upto)
+    }
+
+    /// The claims not yet in the database, marked written: `(folder_id, uidvalidity, first)`.
+    fn take_unwritten(&self) -> Vec<(i64, u32, u32)> {
+        let mut folders = self.lock();
+        folders
+            .iter_mut()
+            .filter(|(_, c)| !c.written)
+            .map(|(&id, c)| {
+                c.written = true;
+                (id, c.uidvalidity, c.first)
+            })
+            .collect()
+    }
+
+    fn forget(&self, folder_id: i64) {
+        self.lock().remove(&folder_id);
+    }
+}
+
+/// The columns of a folder's own row, for [`MailStore::select_folder`] (the counts come from its messages).
+const FOLDER_ROW: &str = "f.id, f.name, f.special, f.uidvalidity, f.uidnext, f.highest_modseq, \
+     f.subscribed, f.first_recent_uid, f.noselect";
+
+fn folder_row(row: &Row<'_>) -> rusqlite::Result<Folder> {
+    let special: Option<String> = row.get(2)?;
+    Ok(Folder {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        special: special.as_deref().and_then(SpecialUse::from_column),
+        uidvalidity: to_u32(row.get(3)?),
+        uidnext: to_u32(row.get(4)?),
+        highest_modseq: to_u64(row.get(5)?),
+        subscribed: row.get(6)?,
+        messages: 0,
+        unseen: 0,
+        size: 0,
+        first_recent_uid: to_u32(row.get(7)?),
+        recent: 0,
+        noselect: row.get(8)?,
+    })
+}
+
+/// The header block of a raw message with the blank line that ends it (the whole message if it has no
+/// body): the same cut as the IMAP side's MIME parser makes, so that parsing the block alone finds the
+/// same header.
+fn header_block(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"\r\n") {
+        return &raw[..2];
+    }
+    if raw.starts_with(b"\n") {
+        return &raw[..1];
+    }
+    let mut i = 0;
+    while let Some(off) = raw[i..].iter().position(|&c| c == b'\n') {
+        let next = i + off + 1;
+        if raw[next..].starts_with(b"\r\n") {
+            return &raw[..next + 2];
+        }
+        if raw[next..].starts_with(b"\n") {
+            return &raw[..next + 1];
+        }
+        i = next;
+    }
+    raw
+}
+
+impl SqliteStore {
+    /// A folder read from the database, with this process's `\Recent` claims applied.
+    fn with_claims(&self, conn: &Connection, mut f: Folder) -> Result<Folder> {
+        let first = self
+            .recent
+            .first(f.id, f.uidvalidity, f.first_recent_uid, f.uidnext);
+        if first > f.first_recent_uid {
+            f.first_recent_uid = first;
+            f.recent = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM mail_messages WHERE folder_id = ?1 AND uid >= ?2",
+                )?
+                .query_row(params![f.id, first], |r| r.get::<_, i64>(0))
+                .map(to_u32)?;
+        }
+        Ok(f)
+    }
+}
+
 impl MailStore for SqliteStore {
     fn mailbox(&self, account: &str) -> Result<Option<Mailbox>> {
         self.with_reader(|conn| {
@@ -367,20 +532,25 @@ impl MailStore for SqliteStore {
                  CASE f.special WHEN 'inbox' THEN 0 WHEN 'sent' THEN 1 WHEN 'drafts' THEN 2 \
                  WHEN 'junk' THEN 3 WHEN 'trash' THEN 4 ELSE 5 END, f.name"
             ))?;
-            let rows = stmt.query_map([id], folder_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let rows = stmt
+                .query_map([id], folder_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|f| self.with_claims(conn, f))
+                .collect()
         })
     }
 
     fn folder(&self, account: &str, name: &str) -> Result<Option<Folder>> {
         self.with_reader(|conn| {
-            Ok(conn
+            let found = conn
                 .prepare_cached(&format!(
                     "SELECT {FOLDER_COLUMNS} FROM mail_folders f JOIN accounts a ON a.id = f.account_id \
                      WHERE a.email = ?1 AND f.name = ?2"
                 ))?
                 .query_row([account, canonical_name(name)], folder_from_row)
-                .optional()?)
+                .optional()?;
+            found.map(|f| self.with_claims(conn, f)).transpose()
         })
     }
 
@@ -421,7 +591,7 @@ impl MailStore for SqliteStore {
         self.with_writer(|conn| {
             let tx = conn.transaction()?;
             let id = account_id(&tx, account)?;
-            let (folder_id, _, special, _) =
+            let (folder_id, _, special, _, _) =
                 find_folder(&tx, id, &FolderRef::Named(name.to_owned()))?;
             if special.is_some() && noselect {
                 return Err(StoreError::FolderProtected(name.to_owned()));
@@ -443,7 +613,7 @@ impl MailStore for SqliteStore {
         self.with_writer(|conn| {
             let tx = conn.transaction()?;
             let id = account_id(&tx, account)?;
-            let (folder_id, _, special, _) =
+            let (folder_id, _, special, _, _) =
                 find_folder(&tx, id, &FolderRef::Named(name.to_owned()))?;
             if special.is_some() {
                 return Err(StoreError::FolderProtected(name.to_owned()));
@@ -452,6 +622,7 @@ impl MailStore for SqliteStore {
             tx.prepare_cached("DELETE FROM mail_folders WHERE id = ?1")?
                 .execute([folder_id])?;
             tx.commit()?;
+            self.recent.forget(folder_id);
             Ok(())
         })
     }
@@ -460,7 +631,7 @@ impl MailStore for SqliteStore {
         self.with_writer(|conn| {
             let tx = conn.transaction()?;
             let id = account_id(&tx, account)?;
-            let (folder_id, _, special, _) =
+            let (folder_id, _, special, _, _) =
                 find_folder(&tx, id, &FolderRef::Named(from.to_owned()))?;
             if special.is_some() || to.eq_ignore_ascii_case("INBOX") {
                 return Err(StoreError::FolderProtected(from.to_owned()));
@@ -505,6 +676,16 @@ impl MailStore for SqliteStore {
             let mut results = Vec::with_capacity(batch.len());
             for d in batch {
                 results.push(in_savepoint(&mut tx, |c| deliver_one(c, d, default_quota)));
+            }
+            // The sessions' \Recent claims ride along with this commit (see `RecentClaims`).
+            {
+                let mut write = tx.prepare_cached(
+                    "UPDATE mail_folders SET first_recent_uid = MAX(first_recent_uid, ?2) \
+                     WHERE id = ?1 AND uidvalidity = ?3",
+                )?;
+                for (folder_id, uidvalidity, first) in self.recent.take_unwritten() {
+                    write.execute(params![folder_id, first, uidvalidity])?;
+                }
             }
             // The one fsync for the whole batch. If it fails, nothing of the batch was stored.
             tx.commit()?;
@@ -588,33 +769,118 @@ impl MailStore for SqliteStore {
     }
 
     fn claim_recent(&self, folder_id: i64) -> Result<Option<(u32, u32)>> {
-        let full = self.options.synchronous_full;
-        self.with_writer(|conn| {
-            // Only this connection writes, and it is ours until we return: no transaction is needed
-            // between the read and the update.
-            let found: Option<(i64, i64)> = conn
-                .prepare_cached("SELECT first_recent_uid, uidnext FROM mail_folders WHERE id = ?1")?
-                .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let Some((first, uidnext)) = found else {
+        // A reader, not the writer: the claim itself is in memory (`RecentClaims`).
+        let found = self.with_reader(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT uidvalidity, first_recent_uid, uidnext FROM mail_folders WHERE id = ?1",
+                )?
+                .query_row([folder_id], |r| {
+                    Ok((to_u32(r.get(0)?), to_u32(r.get(1)?), to_u32(r.get(2)?)))
+                })
+                .optional()?)
+        })?;
+        Ok(found.map(|(uidvalidity, first, uidnext)| {
+            self.recent.claim(folder_id, uidvalidity, first, uidnext)
+        }))
+    }
+
+    fn select_folder(
+        &self,
+        account: &str,
+        name: &str,
+        claim_recent: bool,
+    ) -> Result<Option<SelectedFolder>> {
+        self.with_reader(|conn| {
+            // One snapshot: the folder's UIDNEXT and HIGHESTMODSEQ are exactly those of the messages read.
+            let tx = conn.unchecked_transaction()?;
+            let Some(mut folder) = tx
+                .prepare_cached(&format!(
+                    "SELECT {FOLDER_ROW} FROM mail_folders f JOIN accounts a ON a.id = f.account_id \
+                     WHERE a.email = ?1 AND f.name = ?2"
+                ))?
+                .query_row([account, canonical_name(name)], folder_row)
+                .optional()?
+            else {
                 return Ok(None);
             };
-            if first < uidnext {
-                // A claim lost in a crash only makes messages recent once more, so it does not wait
-                // for an fsync of its own (a session claims on every SELECT after new mail); the next
-                // durable commit syncs the WAL with it.
-                if full {
-                    conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let messages = if folder.noselect {
+                Vec::new()
+            } else {
+                tx.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM mail_messages WHERE folder_id = ?1 ORDER BY uid"
+                ))?
+                .query_map([folder.id], message_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.finish()?;
+            let (id, uidvalidity, stored, uidnext) = (
+                folder.id,
+                folder.uidvalidity,
+                folder.first_recent_uid,
+                folder.uidnext,
+            );
+            let recent = if claim_recent && !folder.noselect {
+                self.recent.claim(id, uidvalidity, stored, uidnext)
+            } else {
+                let first = self.recent.first(id, uidvalidity, stored, uidnext);
+                (first, uidnext.max(first))
+            };
+            folder.messages = u32::try_from(messages.len()).unwrap_or(u32::MAX);
+            folder.unseen = to_u32(
+                messages
+                    .iter()
+                    .filter(|m| !m.flags.contains(Flags::SEEN))
+                    .count() as i64,
+            );
+            folder.size = messages.iter().map(|m| m.size).sum();
+            folder.first_recent_uid = recent.0;
+            folder.recent = to_u32(
+                messages
+                    .iter()
+                    .filter(|m| (recent.0..recent.1).contains(&m.uid))
+                    .count() as i64,
+            );
+            Ok(Some(SelectedFolder {
+                folder,
+                messages,
+                recent,
+            }))
+        })
+    }
+
+    fn messages_raw(
+        &self,
+        folder_id: i64,
+        uids: &[u32],
+        header_only: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        self.with_reader(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let mut out = Vec::with_capacity(uids.len());
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT b.data FROM mail_messages m JOIN mail_blobs b ON b.id = m.blob_id \
+                     WHERE m.folder_id = ?1 AND m.uid = ?2",
+                )?;
+                for &uid in uids {
+                    let mut rows = stmt.query(params![folder_id, uid])?;
+                    let raw = match rows.next()? {
+                        // Copied straight from SQLite's buffer, only as much as is asked for.
+                        Some(row) => Some(match row.get_ref(0)? {
+                            ValueRef::Blob(b) | ValueRef::Text(b) if header_only => {
+                                header_block(b).to_vec()
+                            }
+                            ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+                            _ => Vec::new(),
+                        }),
+                        None => None,
+                    };
+                    out.push(raw);
                 }
-                let updated = conn
-                    .prepare_cached("UPDATE mail_folders SET first_recent_uid = ?2 WHERE id = ?1")
-                    .and_then(|mut u| u.execute(params![folder_id, uidnext]));
-                if full {
-                    conn.pragma_update(None, "synchronous", "FULL")?;
-                }
-                updated?;
             }
-            Ok(Some((to_u32(first), to_u32(uidnext))))
+            tx.finish()?;
+            Ok(out)
         })
     }
 

@@ -452,3 +452,144 @@ fn recent_messages_are_taken_once() {
         .unwrap();
     assert_eq!(level, 2, "FULL");
 }
+
+/// The claims live in the process: a claim is seen by every later claim and folder listing at once,
+/// writes nothing by itself, and is written back with the next delivery's commit, so another process
+/// (or the next start) sees it from there on.
+#[test]
+fn recent_claims_are_kept_in_memory_and_written_with_the_next_delivery() {
+    let (d, store) = store_with(&["alice@example.com"]);
+    let path = d.path().join("msgr.sqlite");
+    let batch = vec![delivery("one", vec![inbox("alice@example.com")])];
+    store.deliver(&batch, GIB).unwrap();
+    store.deliver(&batch, GIB).unwrap();
+    let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    assert_eq!(store.claim_recent(f.id).unwrap(), Some((1, 3)));
+    let other = Store::open_sqlite(&path).unwrap();
+    let stored = |s: &Store| {
+        s.folder("alice@example.com", "INBOX")
+            .unwrap()
+            .map(|f| (f.first_recent_uid, f.recent))
+            .unwrap()
+    };
+    assert_eq!(stored(&store), (3, 0), "this process sees its claim");
+    assert_eq!(stored(&other), (1, 2), "not written yet");
+    // The next commit carries it; the new message is recent for whoever takes it.
+    store.deliver(&batch, GIB).unwrap();
+    assert_eq!(stored(&other), (3, 1));
+    assert_eq!(stored(&store), (3, 1));
+    let folders = store.folders("alice@example.com").unwrap();
+    assert_eq!((folders[0].first_recent_uid, folders[0].recent), (3, 1));
+    assert_eq!(store.claim_recent(f.id).unwrap(), Some((3, 4)));
+    // A folder deleted and made again under the same id does not inherit a claim.
+    store.create_folder("alice@example.com", "Work").unwrap();
+    let work = store.folder("alice@example.com", "Work").unwrap().unwrap();
+    let to_work = LocalTarget {
+        account: "alice@example.com".to_owned(),
+        folder: FolderRef::Named("Work".to_owned()),
+        flags: Flags::empty(),
+    };
+    store
+        .deliver(&[delivery("w", vec![to_work.clone()])], GIB)
+        .unwrap();
+    assert_eq!(store.claim_recent(work.id).unwrap(), Some((1, 2)));
+    store.delete_folder("alice@example.com", "Work").unwrap();
+    store.create_folder("alice@example.com", "Work").unwrap();
+    store.deliver(&[delivery("w", vec![to_work])], GIB).unwrap();
+    let again = store.folder("alice@example.com", "Work").unwrap().unwrap();
+    assert_eq!(again.id, work.id, "SQLite reuses the highest rowid");
+    assert_eq!((again.first_recent_uid, again.recent), (1, 1));
+    assert_eq!(store.claim_recent(again.id).unwrap(), Some((1, 2)));
+}
+
+/// `select_folder`: the folder with counts from its messages, the messages, and the recent range, taken
+/// only when asked (EXAMINE does not take).
+#[test]
+fn select_folder_reads_folder_messages_and_claim_together() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let batch = vec![delivery("one", vec![inbox("alice@example.com")])];
+    store.deliver(&batch, GIB).unwrap();
+    store.deliver(&batch, GIB).unwrap();
+    let listed = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    store
+        .store_flags(listed.id, &[1], FlagOp::Add, Flags::SEEN, &[])
+        .unwrap();
+    let examined = store
+        .select_folder("alice@example.com", "inbox", false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(examined.recent, (1, 3));
+    let listed = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    assert_eq!(examined.folder, listed, "the same counts as a listing");
+    assert_eq!((listed.messages, listed.unseen, listed.recent), (2, 1, 2));
+    let uids: Vec<u32> = examined.messages.iter().map(|m| m.uid).collect();
+    assert_eq!(uids, [1, 2]);
+    let selected = store
+        .select_folder("alice@example.com", "INBOX", true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(selected.recent, (1, 3));
+    assert_eq!(selected.folder.recent, 2);
+    let second = store
+        .select_folder("alice@example.com", "INBOX", true)
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.recent, second.folder.recent), ((3, 3), 0));
+    assert_eq!(
+        store
+            .select_folder("alice@example.com", "Nowhere", true)
+            .unwrap(),
+        None
+    );
+}
+
+/// `messages_raw`: several messages at once, in the order asked, `None` for a missing UID; with
+/// `header_only` cut after the blank line that ends the header.
+#[test]
+fn messages_raw_reads_whole_messages_or_header_blocks() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let mut lf = delivery("two", vec![inbox("alice@example.com")]);
+    lf.raw = b"Subject: two\nX: y\n\nbody\n\nmore\n".to_vec();
+    let mut bare = delivery("three", vec![inbox("alice@example.com")]);
+    bare.raw = b"Subject: three\r\n".to_vec();
+    let batch = vec![delivery("one", vec![inbox("alice@example.com")]), lf, bare];
+    store.deliver(&batch, GIB).unwrap();
+    let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    let whole = store.messages_raw(f.id, &[2, 9, 1], false).unwrap();
+    assert_eq!(
+        whole,
+        [
+            Some(b"Subject: two\nX: y\n\nbody\n\nmore\n".to_vec()),
+            None,
+            Some(b"Subject: one\r\n\r\none\r\n".to_vec())
+        ]
+    );
+    let headers = store.messages_raw(f.id, &[1, 2, 3], true).unwrap();
+    assert_eq!(
+        headers,
+        [
+            Some(b"Subject: one\r\n\r\n".to_vec()),
+            Some(b"Subject: two\nX: y\n\n".to_vec()),
+            Some(b"Subject: three\r\n".to_vec())
+        ]
+    );
+}
+
+/// A `\Noselect` name takes no messages: a delivery to it fails like one to a missing folder.
+#[test]
+fn no_delivery_into_a_noselect_folder() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    store.create_folder("alice@example.com", "Work").unwrap();
+    store
+        .set_noselect("alice@example.com", "Work", true)
+        .unwrap();
+    let to_work = LocalTarget {
+        account: "alice@example.com".to_owned(),
+        folder: FolderRef::Named("Work".to_owned()),
+        flags: Flags::empty(),
+    };
+    let r = store.deliver(&[delivery("w", vec![to_work])], GIB).unwrap();
+    assert!(matches!(&r[0], Err(StoreError::FolderNotFound(_))), "{r:?}");
+    let mb = store.mailbox("alice@example.com").unwrap().unwrap();
+    assert_eq!(mb.used_bytes, 0, "nothing of it stored");
+}
