@@ -20,6 +20,8 @@ use tokio::io::AsyncWrite;
 
 /// Raw messages read from the store in one blocking call: at most this many…
 const CHUNK_MESSAGES: usize = 64;
+/// …or this many when only their header blocks are read…
+const CHUNK_HEADERS: usize = 256;
 /// …and about this many bytes.
 const CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 
@@ -31,6 +33,23 @@ fn needs_raw(item: &MessageDataItemName<'_>) -> bool {
             | MessageDataItemName::Rfc822Size
             | MessageDataItemName::Uid
     )
+}
+
+/// Whether the item is answered from the message's top-level header block alone (or from the metadata).
+fn header_only(item: &MessageDataItemName<'_>) -> bool {
+    match item {
+        MessageDataItemName::Envelope | MessageDataItemName::Rfc822Header => true,
+        MessageDataItemName::BodyExt {
+            section:
+                Some(
+                    Section::Header(None)
+                    | Section::HeaderFields(None, _)
+                    | Section::HeaderFieldsNot(None, _),
+                ),
+            ..
+        } => true,
+        item => !needs_raw(item),
+    }
 }
 
 fn sets_seen(item: &MessageDataItemName<'_>) -> bool {
@@ -73,6 +92,14 @@ where
         targets.retain(|&i| sel.msgs[i].meta.modseq > since);
     }
     let want_raw = items.iter().any(needs_raw);
+    // A client listing a folder asks for header fields only: the store then copies only the header
+    // blocks, and the MIME parse below sees a body-less message.
+    let headers_only = items.iter().all(header_only) && extras.binary.iter().all(Option::is_none);
+    let chunk_messages = if headers_only {
+        CHUNK_HEADERS
+    } else {
+        CHUNK_MESSAGES
+    };
     // Implicit \Seen, made durable before anything is sent.
     let mut newly_seen: Vec<u32> = Vec::new();
     if !read_only && items.iter().any(sets_seen) {
@@ -123,7 +150,7 @@ where
         let mut end = start;
         let mut bytes = 0u64;
         while end < targets.len()
-            && end - start < CHUNK_MESSAGES
+            && end - start < chunk_messages
             && (end == start || bytes < CHUNK_BYTES)
         {
             bytes += sel.msgs[targets[end]].meta.size;
@@ -143,11 +170,7 @@ where
         let raws: Vec<Option<Vec<u8>>> = if want_raw {
             let uids: Vec<u32> = chunk.iter().map(|(_, m, _)| m.uid).collect();
             match session
-                .blocking(move |s| {
-                    uids.iter()
-                        .map(|&u| s.message_raw(folder_id, u))
-                        .collect::<msgr_store::Result<Vec<_>>>()
-                })
+                .blocking(move |s| s.messages_raw(folder_id, &uids, headers_only))
                 .await
             {
                 Ok(r) => r,

@@ -39,50 +39,48 @@ impl Session {
         }
         let account = self.account();
         let n = name.to_owned();
-        let folder = match self.blocking(move |s| s.folder(&account, &n)).await {
-            Ok(Some(f)) if f.noselect => {
+        let since = extras.qresync.as_ref().map(|q| (q.uidvalidity, q.modseq));
+        // One store call: the folder, its messages and (read-write only: EXAMINE must not take them,
+        // RFC 3501 §6.3.2) the recent claim, from one snapshot; QRESYNC's expunged UIDs with it.
+        let loaded = self
+            .blocking(move |s| {
+                let Some(opened) = s.select_folder(&account, &n, !read_only)? else {
+                    return Ok(None);
+                };
+                let vanished = match since {
+                    Some((uidvalidity, m))
+                        if uidvalidity == opened.folder.uidvalidity && !opened.folder.noselect =>
+                    {
+                        s.expunged_since(opened.folder.id, m)?
+                    }
+                    _ => Vec::new(),
+                };
+                Ok(Some((opened, vanished)))
+            })
+            .await;
+        let (opened, vanished) = match loaded {
+            Ok(Some((o, _))) if o.folder.noselect => {
                 self.tagged(tag, "NO [CANNOT] mailbox is \\Noselect");
                 return Flow::Continue;
             }
-            Ok(Some(f)) => f,
+            Ok(Some(l)) => l,
             Ok(None) => {
                 self.tagged(tag, "NO [NONEXISTENT] no such mailbox");
                 return Flow::Continue;
             }
             Err(e) => return self.internal(tag, e),
         };
+        let msgr_store::SelectedFolder {
+            folder,
+            messages: msgs,
+            recent: (first_recent, recent_upto),
+        } = opened;
         let folder_id = folder.id;
         let resync = extras
             .qresync
             .clone()
             .filter(|q| q.uidvalidity == folder.uidvalidity);
-        let since = resync.as_ref().map(|q| q.modseq);
-        let loaded = self
-            .blocking(move |s| {
-                // A read-write session takes the recent messages (EXAMINE must not, RFC 3501 §6.3.2).
-                let recent = if read_only {
-                    None
-                } else {
-                    s.claim_recent(folder_id)?
-                };
-                let msgs = s.messages(folder_id)?;
-                let vanished = match since {
-                    Some(m) => s.expunged_since(folder_id, m)?,
-                    None => Vec::new(),
-                };
-                Ok((recent, msgs, vanished))
-            })
-            .await;
-        let (recent, msgs, vanished) = match loaded {
-            Ok(l) => l,
-            Err(e) => return self.internal(tag, e),
-        };
-        let (first_recent, recent_upto) = match recent {
-            Some(r) => r,
-            None => (folder.first_recent_uid, folder.uidnext),
-        };
-        // The version read before the messages may be older than they are: the next refresh then reads
-        // those changes again, which is only a little work, never a missed change.
+        // Read in the messages' snapshot: the next refresh reads exactly what changed after it.
         let version = (folder.uidnext, folder.highest_modseq);
         let first_unseen = msgs.iter().position(|m| !m.flags.contains(Flags::SEEN));
         let mut keywords: Vec<String> = msgs.iter().flat_map(|m| m.keywords.clone()).collect();
@@ -510,19 +508,8 @@ impl Session {
         }
         let account = self.account();
         let folder_name = name.to_owned();
-        let exists = {
-            let a = account.clone();
-            let n = folder_name.clone();
-            self.blocking(move |s| s.folder(&a, &n)).await
-        };
-        match exists {
-            Ok(Some(f)) if !f.noselect => {}
-            Ok(_) => {
-                self.tagged(tag, "NO [TRYCREATE] no such mailbox");
-                return Flow::Continue;
-            }
-            Err(e) => return self.internal(tag, e),
-        }
+        // No look-up first: the store refuses a folder that does not exist or is `\Noselect`
+        // (`FolderNotFound`, answered `TRYCREATE` below) inside the delivery itself.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));

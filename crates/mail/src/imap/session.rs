@@ -795,12 +795,20 @@ impl Session {
         let owes = sel.owes_expunge;
         let claim = !sel.read_only;
         let recent_upto = sel.recent_upto;
-        let version = self.blocking(move |s| s.folder_version(folder_id)).await?;
-        if version == Some(known) && !(owes && allow_expunge) {
-            return Ok(());
-        }
-        let changes = if version.is_some() && version != Some(known) {
-            self.blocking(move |s| {
+        // One blocking call: the cheap version check, and only when it moved, what changed.
+        let changes = self
+            .blocking(move |s| {
+                let Some((uidnext, highest_modseq)) = s.folder_version(folder_id)? else {
+                    return Ok(None);
+                };
+                if (uidnext, highest_modseq) == known {
+                    let same = FolderChanges {
+                        uidnext,
+                        highest_modseq,
+                        ..FolderChanges::default()
+                    };
+                    return Ok(Some((same, None)));
+                }
                 let Some(c) = s.changes_since(folder_id, known.1)? else {
                     return Ok(None);
                 };
@@ -812,19 +820,13 @@ impl Session {
                 };
                 Ok(Some((c, recent_from)))
             })
-            .await?
-        } else {
-            version.map(|(uidnext, highest_modseq)| {
-                (
-                    FolderChanges {
-                        uidnext,
-                        highest_modseq,
-                        ..FolderChanges::default()
-                    },
-                    None,
-                )
-            })
-        };
+            .await?;
+        let unchanged = changes
+            .as_ref()
+            .is_some_and(|(c, _)| (c.uidnext, c.highest_modseq) == known);
+        if unchanged && !(owes && allow_expunge) {
+            return Ok(());
+        }
         let (condstore, qresync) = (self.condstore, self.qresync);
         let mut out = std::mem::take(&mut self.out);
         if let Some(sel) = self.selected() {
