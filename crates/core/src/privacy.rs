@@ -98,7 +98,6 @@ pub fn audience(owner: &ContactList) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
     use crate::lists::{Contact, Guid, ListSet};
-    use std::collections::BTreeSet;
 
     const OWNER: &str = "owner@example.com";
     const WATCHER: &str = "watcher@example.com";
@@ -107,13 +106,12 @@ mod tests {
         let mut list = ContactList::new(OWNER, Guid::random());
         list.settings.blp = blp;
         if !watcher_lists.is_empty() {
-            list.contacts.insert(Contact {
-                email: WATCHER.into(),
-                nickname: WATCHER.into(),
-                lists: watcher_lists.iter().copied().collect::<ListSet>(),
-                groups: BTreeSet::new(),
-                guid: Guid::random(),
-            });
+            list.contacts.insert(Contact::new(
+                WATCHER.into(),
+                WATCHER.into(),
+                watcher_lists.iter().copied().collect::<ListSet>(),
+                Guid::random(),
+            ));
         }
         list
     }
@@ -165,13 +163,12 @@ mod tests {
         // Even with their own address on their block list (nothing forbids adding it) and BLP BL.
         for blp in [Blp::Allow, Blp::Block] {
             let mut owner = owner_with(&[], blp);
-            owner.contacts.insert(Contact {
-                email: OWNER.into(),
-                nickname: OWNER.into(),
-                lists: ListSet::only(BL),
-                groups: BTreeSet::new(),
-                guid: Guid::random(),
-            });
+            owner.contacts.insert(Contact::new(
+                OWNER.into(),
+                OWNER.into(),
+                ListSet::only(BL),
+                Guid::random(),
+            ));
             assert!(may_see(&owner, OWNER));
             assert!(may_see(&owner, "OWNER@example.com"));
         }
@@ -266,13 +263,12 @@ mod tests {
             ("e@example.com", &[FL, RL]),
         ];
         for (email, lists) in entries {
-            owner.contacts.insert(Contact {
-                email: (*email).into(),
-                nickname: (*email).into(),
-                lists: lists.iter().copied().collect(),
-                groups: BTreeSet::new(),
-                guid: Guid::random(),
-            });
+            owner.contacts.insert(Contact::new(
+                (*email).into(),
+                (*email).into(),
+                lists.iter().copied().collect(),
+                Guid::random(),
+            ));
         }
         let allowed: Vec<&str> = audience(&owner).collect();
         assert_eq!(allowed, ["a@example.com", "c@example.com", "e@example.com"]);

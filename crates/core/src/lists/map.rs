@@ -170,16 +170,14 @@ mod tests {
 
     use super::*;
     use crate::lists::{Guid, List, ListSet};
-    use std::collections::BTreeSet;
 
     fn contact(email: &str) -> Contact {
-        Contact {
-            email: email.into(),
-            nickname: email.into(),
-            lists: ListSet::only(List::Forward),
-            groups: BTreeSet::new(),
-            guid: Guid::random(),
-        }
+        Contact::new(
+            email.into(),
+            email.into(),
+            ListSet::only(List::Forward),
+            Guid::random(),
+        )
     }
 
     #[test]

@@ -31,12 +31,11 @@ mod tests;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use msgr_proto::ErrorCode;
 
 pub use map::{ContactMap, GroupMap, Keyed, SortedMap};
-pub use names::Names;
+pub use names::{Name, Names};
 pub use ops::{AddRequest, ExclusiveMembers};
 
 /// The name the service gives group 0, which every account has and cannot remove.
@@ -167,17 +166,24 @@ impl FromIterator<List> for ListSet {
     }
 }
 
-/// A GUID in the lowercase `8-4-4-4-12` hex form that MSNP10 and later use for contacts (`C=`) and groups.
+/// A GUID, shown in the lowercase `8-4-4-4-12` hex form that MSNP10 and later use for contacts (`C=`) and groups.
 ///
-/// Kept inline as its 36 ASCII characters rather than a `String`: every contact of every online user carries
-/// one, and the heap copy would cost more than the text.
+/// Kept as its 16 bytes: every contact of every online user carries one, and the 36 characters of its text would
+/// cost more than twice that. The text is made when a line is written ([`Guid::text`]). Parsing accepts either
+/// letter case and lowercase is the only form ever shown, so nothing a client sees depends on how it is kept;
+/// bytes and text sort alike.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Guid([u8; 36]);
+pub struct Guid([u8; 16]);
 
 /// A string that is not a GUID of the form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("not a GUID of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")]
 pub struct GuidError;
+
+/// Whether a GUID's text has a dash at `i`.
+const fn is_dash_at(i: usize) -> bool {
+    matches!(i, 8 | 13 | 18 | 23)
+}
 
 impl Guid {
     /// A fresh random (version 4) GUID.
@@ -189,59 +195,100 @@ impl Guid {
         Guid::from_bytes(bytes)
     }
 
-    /// Formats 16 bytes in order as a GUID.
-    pub fn from_bytes(bytes: [u8; 16]) -> Guid {
+    /// The GUID whose text shows these 16 bytes in order.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Guid {
+        Guid(bytes)
+    }
+
+    /// Parses a GUID, accepting either letter case.
+    pub fn parse(s: &str) -> Result<Guid, GuidError> {
+        let text = s.as_bytes();
+        if text.len() != 36
+            || text
+                .iter()
+                .enumerate()
+                .any(|(i, c)| is_dash_at(i) != (*c == b'-'))
+        {
+            return Err(GuidError);
+        }
+        let mut digits = text.iter().filter(|c| **c != b'-').map(|c| hex_value(*c));
+        let mut bytes = [0u8; 16];
+        for byte in &mut bytes {
+            match (digits.next(), digits.next()) {
+                (Some(Some(hi)), Some(Some(lo))) => *byte = (hi << 4) | lo,
+                _ => return Err(GuidError),
+            }
+        }
+        Ok(Guid(bytes))
+    }
+
+    /// The lowercase text form, made on the stack.
+    pub fn text(&self) -> GuidText {
         let mut text = [b'-'; 36];
         let mut at = 0;
-        for (i, b) in bytes.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
+        for b in self.0 {
+            if is_dash_at(at) {
                 at += 1;
             }
             text[at] = HEX_LOWER[usize::from(b >> 4)];
             text[at + 1] = HEX_LOWER[usize::from(b & 0x0f)];
             at += 2;
         }
-        Guid(text)
-    }
-
-    /// Parses a GUID, accepting either letter case and keeping the lowercase form.
-    pub fn parse(s: &str) -> Result<Guid, GuidError> {
-        let b = s.as_bytes();
-        if b.len() != 36 {
-            return Err(GuidError);
-        }
-        let well_formed = b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        });
-        let mut text = [0u8; 36];
-        text.copy_from_slice(b);
-        text.make_ascii_lowercase();
-        if well_formed {
-            Ok(Guid(text))
-        } else {
-            Err(GuidError)
-        }
-    }
-
-    /// The lowercase text form.
-    pub fn as_str(&self) -> &str {
-        // Only `from_bytes` and `parse` build a Guid, both from ASCII.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        GuidText(text)
     }
 }
 
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
-impl fmt::Display for Guid {
+/// The value of one hex digit of either case.
+const fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// A [`Guid`]'s 36 characters of text, to write into a line; dereferences to `&str`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct GuidText([u8; 36]);
+
+impl GuidText {
+    pub fn as_str(&self) -> &str {
+        // Only `Guid::text` builds one, from ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for GuidText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for GuidText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
+impl fmt::Debug for GuidText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
 impl fmt::Debug for Guid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Guid({})", self.as_str())
+        write!(f, "Guid({})", self.text())
     }
 }
 
@@ -253,24 +300,125 @@ impl FromStr for Guid {
     }
 }
 
+/// Group ids below this are bits of a [`Contact`]; that covers every id the default limits allow
+/// (`max_groups` 30).
+const GROUP_BITS: u32 = u32::BITS;
+
 /// One person on the owner's lists.
 ///
-/// The two names are shared strings so that every online list naming the same person can hold one copy of the
-/// text ([`Names`]); nothing here depends on whether they are shared.
+/// Every online user holds one of these per contact, so its size is most of what a contact costs an online
+/// user: 48 bytes (`contact_stays_small` guards it). The two names are shared strings, so that every online
+/// list naming the same person holds one copy of the text ([`Names`]); nothing here depends on whether they
+/// are shared. The GUID is kept as its bytes, and the groups as a bit set of the ids below 32 with a heap set
+/// for higher ids, which only a `max_groups` above the default gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Contact {
     /// The contact's Passport name, lowercased; also the key in [`ContactList::contacts`].
-    pub email: Arc<str>,
+    pub email: Name,
     /// The name the owner stores for the contact (the custom name of `ADD`/`ADC … F=`), decoded. For entries
     /// made by the server (the reverse list) it is the contact's display name when they added the owner.
-    pub nickname: Arc<str>,
+    pub nickname: Name,
     /// The lists the contact is on; never empty (a contact on no list is deleted).
     pub lists: ListSet,
-    /// The owner's groups the contact is in. Only meaningful on the forward list; empty means "no group", which
-    /// MSNP10+ shows as such and MSNP7–9 presenters show as group 0.
-    pub groups: BTreeSet<u32>,
     /// The contact's id for MSNP10+ (`C=`), stable for as long as the contact is on any of the owner's lists.
     pub guid: Guid,
+    /// The groups with ids below [`GROUP_BITS`]: bit `id` for group `id`.
+    group_bits: u32,
+    /// The groups with higher ids; `None` when there are none, so that equal sets compare equal. Boxed so that
+    /// the rare set costs every other entry one word rather than the three of a `BTreeSet`.
+    #[allow(clippy::box_collection)]
+    more_groups: Option<Box<BTreeSet<u32>>>,
+}
+
+impl Contact {
+    /// An entry in no group.
+    pub fn new(email: Name, nickname: Name, lists: ListSet, guid: Guid) -> Contact {
+        Contact {
+            email,
+            nickname,
+            lists,
+            guid,
+            group_bits: 0,
+            more_groups: None,
+        }
+    }
+
+    /// The owner's groups the contact is in. Only meaningful on the forward list; empty means "no group", which
+    /// MSNP10+ shows as such and MSNP7–9 presenters show as group 0.
+    pub fn groups(&self) -> Groups<'_> {
+        Groups {
+            bits: self.group_bits,
+            more: self.more_groups.as_deref(),
+        }
+    }
+
+    /// Puts the contact in group `id`; returns whether it was not there yet.
+    pub fn join_group(&mut self, id: u32) -> bool {
+        if id < GROUP_BITS {
+            let absent = self.group_bits & (1 << id) == 0;
+            self.group_bits |= 1 << id;
+            absent
+        } else {
+            self.more_groups.get_or_insert_default().insert(id)
+        }
+    }
+
+    /// Takes the contact out of group `id`; returns whether it was there.
+    pub fn leave_group(&mut self, id: u32) -> bool {
+        if id < GROUP_BITS {
+            let present = self.group_bits & (1 << id) != 0;
+            self.group_bits &= !(1 << id);
+            present
+        } else {
+            let Some(more) = &mut self.more_groups else {
+                return false;
+            };
+            let present = more.remove(&id);
+            if more.is_empty() {
+                self.more_groups = None;
+            }
+            present
+        }
+    }
+
+    /// Takes the contact out of every group.
+    pub fn leave_all_groups(&mut self) {
+        self.group_bits = 0;
+        self.more_groups = None;
+    }
+}
+
+/// The groups one [`Contact`] is in, in ascending order of id.
+#[derive(Clone, Copy, Debug)]
+pub struct Groups<'a> {
+    bits: u32,
+    more: Option<&'a BTreeSet<u32>>,
+}
+
+impl<'a> Groups<'a> {
+    pub fn contains(&self, id: u32) -> bool {
+        if id < GROUP_BITS {
+            self.bits & (1 << id) != 0
+        } else {
+            self.more.is_some_and(|m| m.contains(&id))
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0 && self.more.is_none()
+    }
+
+    pub fn len(&self) -> usize {
+        self.bits.count_ones() as usize + self.more.map_or(0, BTreeSet::len)
+    }
+
+    /// The ids, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + 'a {
+        let bits = self.bits;
+        (0..GROUP_BITS)
+            .filter(move |id| bits & (1 << id) != 0)
+            .chain(self.more.into_iter().flatten().copied())
+    }
 }
 
 /// One of the owner's contact groups.
@@ -722,13 +870,7 @@ impl ContactList {
             } => {
                 let contact = self.contacts.get_or_insert_with(email, || {
                     let (email, nickname) = Names::global().contact(email, nickname);
-                    Contact {
-                        email,
-                        nickname,
-                        lists: ListSet::EMPTY,
-                        groups: BTreeSet::new(),
-                        guid: *guid,
-                    }
+                    Contact::new(email, nickname, ListSet::EMPTY, *guid)
                 });
                 contact.lists.insert(*list);
                 if *list == List::Forward && *contact.nickname != **nickname {
@@ -736,20 +878,20 @@ impl ContactList {
                 }
                 // Membership needs the group to exist, as the store's foreign key demands.
                 if let Some(g) = group.filter(|g| self.groups.contains_key(g)) {
-                    contact.groups.insert(g);
+                    contact.join_group(g);
                 }
             }
             ChangeKind::RemoveFromList { email, list } => self.remove_from_list(email, *list),
             ChangeKind::AddToGroup { email, group } => {
                 if self.groups.contains_key(group) {
                     if let Some(c) = self.contacts.get_mut(email) {
-                        c.groups.insert(*group);
+                        c.join_group(*group);
                     }
                 }
             }
             ChangeKind::RemoveFromGroup { email, group } => {
                 if let Some(c) = self.contacts.get_mut(email) {
-                    c.groups.remove(group);
+                    c.leave_group(*group);
                 }
             }
             ChangeKind::AddGroup { id, guid, name } => {
@@ -769,7 +911,7 @@ impl ContactList {
                     self.remove_from_list(email, List::Forward);
                 }
                 for c in self.contacts.values_mut() {
-                    c.groups.remove(id);
+                    c.leave_group(*id);
                 }
                 self.groups.remove(id);
             }
@@ -801,7 +943,7 @@ impl ContactList {
         };
         c.lists.remove(list);
         if list == List::Forward {
-            c.groups.clear();
+            c.leave_all_groups();
         }
         if c.lists.is_empty() {
             self.contacts.remove(email);

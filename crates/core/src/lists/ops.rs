@@ -175,7 +175,7 @@ impl ContactList {
             .contact(email)
             .filter(|c| c.lists.contains(List::Forward))
             .ok_or(reply(ErrorCode::NotInList))?;
-        if contact.groups.contains(&group) {
+        if contact.groups().contains(group) {
             return Err(reply(ErrorCode::AlreadyInList));
         }
         Ok(vec![self.change(ChangeKind::AddToGroup {
@@ -233,7 +233,7 @@ impl ContactList {
             .contact(email)
             .filter(|c| c.lists.contains(List::Forward))
             .ok_or(reply(ErrorCode::NotInList))?;
-        if !contact.groups.contains(&group) {
+        if !contact.groups().contains(group) {
             return Err(reply(ErrorCode::PrincipalNotInGroup));
         }
         Ok(vec![self.change(ChangeKind::RemoveFromGroup {
@@ -303,7 +303,7 @@ impl ContactList {
             ExclusiveMembers::StayUngrouped => Vec::new(),
             ExclusiveMembers::LeaveForwardList => self
                 .members(List::Forward)
-                .filter(|c| c.groups.len() == 1 && c.groups.contains(&id))
+                .filter(|c| c.groups().len() == 1 && c.groups().contains(id))
                 .map(|c| c.email.to_string())
                 .collect(),
         };

@@ -359,7 +359,7 @@ impl NsSession {
                 };
                 self.commit(changes).await?;
                 let c = format!("C={guid}");
-                write_line(out, "ADC", Some(trid), &[list.token(), &c, gg.as_str()]);
+                write_line(out, "ADC", Some(trid), &[list.token(), &c, &gg.text()]);
                 Ok(())
             }
             (Some(email), _) => {
@@ -414,9 +414,10 @@ impl NsSession {
                             ),
                         )
                     };
+                    let gg = group_guid.map(|g| g.text());
                     let mut args = vec![list.token(), &n, &f, &c];
-                    if let Some(gg) = &group_guid {
-                        args.push(gg.as_str());
+                    if let Some(gg) = &gg {
+                        args.push(gg);
                     }
                     write_line(out, "ADC", Some(trid), &args);
                     if joined {
@@ -519,7 +520,7 @@ impl NsSession {
                 &[&version, raw, &id.to_string(), "0"],
             );
         } else {
-            write_line(out, "ADG", Some(trid), &[raw, guid.as_str()]);
+            write_line(out, "ADG", Some(trid), &[raw, &guid.text()]);
         }
         Ok(())
     }

@@ -208,7 +208,7 @@ impl NsSession {
 
         if !user.announced {
             user.announced = true;
-            let forward: Vec<std::sync::Arc<str>> = user
+            let forward: Vec<msgr_core::lists::Name> = user
                 .state
                 .list()
                 .members(List::Forward)

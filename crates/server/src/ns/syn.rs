@@ -251,7 +251,7 @@ pub(super) fn write_syn(
                     out,
                     "LSG",
                     None,
-                    &[&urlenc::encode(&g.name), g.guid.as_str()],
+                    &[&urlenc::encode(&g.name), &g.guid.text()],
                 );
             }
             for c in list.contacts.values() {
@@ -335,24 +335,29 @@ fn write_set_properties(list: &ContactList, out: &mut BytesMut) {
 
 /// The MSNP7–9 groups field: comma-separated ids, `0` for a contact in no group.
 pub(super) fn group_ids(c: &Contact) -> String {
-    if c.groups.is_empty() {
+    if c.groups().is_empty() {
         return "0".to_owned();
     }
-    let ids: Vec<String> = c.groups.iter().map(u32::to_string).collect();
+    let ids: Vec<String> = c.groups().iter().map(|id| id.to_string()).collect();
     ids.join(",")
 }
 
 /// The MSNP10+ groups field: comma-separated GUIDs, empty for an ungrouped contact (group 0
 /// does not exist there).
 fn group_guids(list: &ContactList, c: &Contact) -> String {
-    let guids: Vec<&str> = c
-        .groups
+    let mut guids = String::new();
+    for g in c
+        .groups()
         .iter()
-        .filter(|id| **id != 0)
-        .filter_map(|id| list.groups.get(id))
-        .map(|g| g.guid.as_str())
-        .collect();
-    guids.join(",")
+        .filter(|id| *id != 0)
+        .filter_map(|id| list.groups.get(&id))
+    {
+        if !guids.is_empty() {
+            guids.push(',');
+        }
+        guids.push_str(&g.guid.text());
+    }
+    guids
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! does not exist) changes nothing but the version. The two implementations are checked against each other by
 //! the tests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use msgr_core::lists::{
     Blp, Change, ChangeKind, Contact, ContactList, Group, Gtc, Guid, List, ListSet, Names, Phones,
@@ -154,13 +154,8 @@ fn load(conn: &Connection, owner: &str) -> Result<ContactList> {
                 })?;
             // Shared with every other list that names the same person (msgr-core's `Names`).
             let (shared_email, nickname) = Names::global().contact(&email, &r.get::<_, String>(2)?);
-            let contact = Contact {
-                email: shared_email,
-                nickname,
-                lists,
-                groups: BTreeSet::new(),
-                guid: parse_guid(&r.get::<_, String>(4)?, "contact")?,
-            };
+            let guid = parse_guid(&r.get::<_, String>(4)?, "contact")?;
+            let contact = Contact::new(shared_email, nickname, lists, guid);
             by_row_id.insert(r.get::<_, i64>(0)?, email.clone());
             contacts.insert(email, contact);
         }
@@ -180,7 +175,7 @@ fn load(conn: &Connection, owner: &str) -> Result<ContactList> {
                         "group membership of a missing contact in {owner}'s lists"
                     ))
                 })?;
-            contact.groups.insert(to_u32(r.get(1)?, "group id")?);
+            contact.join_group(to_u32(r.get(1)?, "group id")?);
         }
     }
 
@@ -259,7 +254,7 @@ fn apply_kind(tx: &Transaction<'_>, account: i64, kind: &ChangeKind) -> Result<(
                      lists = lists | excluded.lists, \
                      nickname = CASE WHEN excluded.lists = 1 THEN excluded.nickname ELSE nickname END",
             )?
-            .execute(params![account, email, nickname, list.bit(), guid.as_str()])?;
+            .execute(params![account, email, nickname, list.bit(), &*guid.text()])?;
             if let Some(group) = group {
                 join_group(tx, account, &email, *group)?;
             }
@@ -284,7 +279,7 @@ fn apply_kind(tx: &Transaction<'_>, account: i64, kind: &ChangeKind) -> Result<(
                 "INSERT INTO list_groups (account_id, group_id, guid, name) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (account_id, group_id) DO UPDATE SET guid = excluded.guid, name = excluded.name",
             )?
-            .execute(params![account, id, guid.as_str(), name])?;
+            .execute(params![account, id, &*guid.text(), name])?;
         }
         ChangeKind::RenameGroup { id, name } => {
             tx.prepare_cached(
