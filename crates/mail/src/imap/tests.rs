@@ -237,3 +237,64 @@ fn envelope_of_a_header_with_nul_bytes_parses() {
         .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&out)));
     assert!(rest.is_empty());
 }
+
+/// `FETCH` of header fields, `RFC822.HEADER` and `ENVELOPE` alone reads only the header blocks from the
+/// store; the answer must be byte for byte what the full read gives (here: the same items followed by
+/// `BODYSTRUCTURE`, which needs the whole message), for CRLF and bare-LF messages alike.
+#[tokio::test]
+async fn header_only_fetch_answers_as_the_full_read() {
+    let t = testing::context(MailConfig {
+        allow_plaintext_auth: true,
+        ..MailConfig::default()
+    });
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let session = tokio::spawn(super::serve(
+        server,
+        t.ctx.clone(),
+        peer(),
+        true,
+        CancellationToken::new(),
+    ));
+    let (r, w) = tokio::io::split(client);
+    let mut c = Client {
+        r: BufReader::new(r),
+        w,
+    };
+    let mut greeting = String::new();
+    c.r.read_line(&mut greeting).await.unwrap();
+    assert!(c.cmd("l", "LOGIN alice@example.com pw").await[0].starts_with("l OK"));
+    let crlf = "From: Carol <carol@far.test>\r\nSubject: folded\r\n  subject\r\nTo: alice@example.com\r\n\
+                Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+                Subject: not a header\r\n\r\n--b--\r\n";
+    let lf = "Subject: lf\nFrom: dave@far.test\n\nbody\n\nSubject: not a header\n";
+    for msg in [crlf, lf] {
+        let r = c
+            .cmd("a", &format!("APPEND INBOX {{{}+}}\r\n{msg}", msg.len()))
+            .await;
+        assert!(r[0].starts_with("a OK [APPENDUID"), "{r:?}");
+    }
+    c.cmd("s", "SELECT INBOX").await;
+    let items = "UID BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)] ENVELOPE RFC822.HEADER \
+                 BODY.PEEK[HEADER.FIELDS.NOT (TO)] BODY.PEEK[HEADER]<0.10>";
+    let headers = c.cmd("h", &format!("FETCH 1:2 ({items})")).await.concat();
+    let full = c
+        .cmd("f", &format!("FETCH 1:2 ({items} BODYSTRUCTURE)"))
+        .await
+        .concat();
+    assert!(
+        headers.contains("Subject: folded\r\n  subject\r\n"),
+        "{headers}"
+    );
+    assert!(!headers.contains("not a header"), "{headers}");
+    let headers: Vec<&str> = headers.split("* ").skip(1).collect();
+    let full: Vec<&str> = full.split("* ").skip(1).collect();
+    assert_eq!(headers.len(), 2, "{headers:?}");
+    for (h, f) in headers.iter().zip(&full) {
+        let h = h.split("h OK").next().unwrap();
+        let same = h.strip_suffix(")\r\n").unwrap();
+        assert!(f.starts_with(same), "{h}\n---\n{f}");
+        assert!(f[same.len()..].starts_with(" BODYSTRUCTURE ("), "{f}");
+    }
+    c.cmd("q", "LOGOUT").await;
+    session.await.unwrap();
+}
