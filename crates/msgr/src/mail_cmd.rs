@@ -52,7 +52,7 @@ pub enum MailCommand {
     },
 }
 
-/// `msgr mail dns`: the records for `domain`, with `host` as its MX and the key in `dkim_dir`.
+/// `msgr mail dns`: the records for `domain`, with `host` as its MX and the keys in `dkim_dir`.
 pub fn dns(domain: &str, host: &str, dkim_dir: &std::path::Path) -> Result<String> {
     let signer = msgr_mail::dkim::Signer::load_or_create(dkim_dir)?;
     Ok(msgr_mail::dkim::dns_records(
