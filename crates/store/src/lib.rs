@@ -313,8 +313,8 @@ impl MailStore for Store {
         delegate!(self, s => s.expunged_since(folder_id, since))
     }
 
-    fn claim_recent(&self, folder_id: i64) -> Result<Option<(u32, u32)>> {
-        delegate!(self, s => s.claim_recent(folder_id))
+    fn claim_recent(&self, folder_id: i64, uidnext: u32) -> Result<Option<(u32, u32)>> {
+        delegate!(self, s => s.claim_recent(folder_id, uidnext))
     }
 
     fn select_folder(

@@ -386,14 +386,16 @@ pub trait MailStore: Send + Sync {
     /// UIDs expunged from a folder after mod-sequence `since` (QRESYNC's `VANISHED (EARLIER)`), ascending.
     fn expunged_since(&self, folder_id: i64, since: u64) -> crate::Result<Vec<u32>>;
 
-    /// Takes the folder's recent messages for one session (RFC 3501 §2.3.2): returns `(first, uidnext)`,
-    /// the first recent UID before the call and the UIDNEXT it moved to, so the messages with UIDs in
-    /// `first..uidnext` are `\Recent` for the caller and for no other session. `None` if the folder is gone.
+    /// Takes the folder's recent messages below `uidnext` for one session (RFC 3501 §2.3.2): returns
+    /// `(first, upto)`, the first recent UID before the call and the one it moved to, so the messages with
+    /// UIDs in `first..upto` are `\Recent` for the caller and for no other session. `None` if the folder is
+    /// gone. `uidnext` is the UIDNEXT of the snapshot the caller read its messages from: a message that
+    /// arrived after it is left for whoever sees it first, not taken unseen.
     ///
     /// The claim is the process's own (RFC 9051 dropped `\Recent`; RFC 3501 makes it a matter of sessions):
     /// it costs no write and waits for no commit, and is written back along with the next delivery's
     /// commit. A claim lost with the process only makes messages recent once more.
-    fn claim_recent(&self, folder_id: i64) -> crate::Result<Option<(u32, u32)>>;
+    fn claim_recent(&self, folder_id: i64, uidnext: u32) -> crate::Result<Option<(u32, u32)>>;
 
     /// The folder `name` of `account` with its messages, and with `claim_recent` this session's `\Recent`
     /// claim ([`claim_recent`](MailStore::claim_recent)), all from one snapshot: what IMAP `SELECT` needs

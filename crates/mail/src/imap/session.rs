@@ -814,7 +814,7 @@ impl Session {
                 };
                 // New messages: a read-write session takes the recent ones (RFC 3501 §2.3.2).
                 let recent_from = if claim && c.uidnext > recent_upto {
-                    s.claim_recent(folder_id)?
+                    s.claim_recent(folder_id, c.uidnext)?
                 } else {
                     None
                 };

@@ -768,7 +768,7 @@ impl MailStore for SqliteStore {
         self.with_reader(|conn| expunged_after(conn, folder_id, since))
     }
 
-    fn claim_recent(&self, folder_id: i64) -> Result<Option<(u32, u32)>> {
+    fn claim_recent(&self, folder_id: i64, uidnext: u32) -> Result<Option<(u32, u32)>> {
         // A reader, not the writer: the claim itself is in memory (`RecentClaims`).
         let found = self.with_reader(|conn| {
             Ok(conn
@@ -780,8 +780,9 @@ impl MailStore for SqliteStore {
                 })
                 .optional()?)
         })?;
-        Ok(found.map(|(uidvalidity, first, uidnext)| {
-            self.recent.claim(folder_id, uidvalidity, first, uidnext)
+        Ok(found.map(|(uidvalidity, first, stored_uidnext)| {
+            self.recent
+                .claim(folder_id, uidvalidity, first, uidnext.min(stored_uidnext))
         }))
     }
 

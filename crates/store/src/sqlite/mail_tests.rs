@@ -431,8 +431,8 @@ fn recent_messages_are_taken_once() {
     store.deliver(&batch, GIB).unwrap();
     let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
     assert_eq!((f.first_recent_uid, f.recent), (1, 1));
-    assert_eq!(store.claim_recent(f.id).unwrap(), Some((1, 2)));
-    assert_eq!(store.claim_recent(f.id).unwrap(), Some((2, 2)));
+    assert_eq!(store.claim_recent(f.id, u32::MAX).unwrap(), Some((1, 2)));
+    assert_eq!(store.claim_recent(f.id, u32::MAX).unwrap(), Some((2, 2)));
     let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
     assert_eq!((f.first_recent_uid, f.recent), (2, 0));
     store.deliver(&batch, GIB).unwrap();
@@ -444,7 +444,7 @@ fn recent_messages_are_taken_once() {
             .recent,
         1
     );
-    assert_eq!(store.claim_recent(-1).unwrap(), None);
+    assert_eq!(store.claim_recent(-1, u32::MAX).unwrap(), None);
     // The claim skips its own fsync but leaves the writer as durable as it was.
     let Store::Sqlite(sqlite) = &store;
     let level: i64 = sqlite
@@ -464,7 +464,7 @@ fn recent_claims_are_kept_in_memory_and_written_with_the_next_delivery() {
     store.deliver(&batch, GIB).unwrap();
     store.deliver(&batch, GIB).unwrap();
     let f = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
-    assert_eq!(store.claim_recent(f.id).unwrap(), Some((1, 3)));
+    assert_eq!(store.claim_recent(f.id, u32::MAX).unwrap(), Some((1, 3)));
     let other = Store::open_sqlite(&path).unwrap();
     let stored = |s: &Store| {
         s.folder("alice@example.com", "INBOX")
@@ -480,7 +480,11 @@ fn recent_claims_are_kept_in_memory_and_written_with_the_next_delivery() {
     assert_eq!(stored(&store), (3, 1));
     let folders = store.folders("alice@example.com").unwrap();
     assert_eq!((folders[0].first_recent_uid, folders[0].recent), (3, 1));
-    assert_eq!(store.claim_recent(f.id).unwrap(), Some((3, 4)));
+    // A claim stops at the caller's snapshot: a message it has not seen stays recent for the next.
+    store.deliver(&batch, GIB).unwrap();
+    assert_eq!(store.claim_recent(f.id, 4).unwrap(), Some((3, 4)));
+    assert_eq!(store.claim_recent(f.id, 4).unwrap(), Some((4, 4)));
+    assert_eq!(store.claim_recent(f.id, u32::MAX).unwrap(), Some((4, 5)));
     // A folder deleted and made again under the same id does not inherit a claim.
     store.create_folder("alice@example.com", "Work").unwrap();
     let work = store.folder("alice@example.com", "Work").unwrap().unwrap();
@@ -492,14 +496,17 @@ fn recent_claims_are_kept_in_memory_and_written_with_the_next_delivery() {
     store
         .deliver(&[delivery("w", vec![to_work.clone()])], GIB)
         .unwrap();
-    assert_eq!(store.claim_recent(work.id).unwrap(), Some((1, 2)));
+    assert_eq!(store.claim_recent(work.id, u32::MAX).unwrap(), Some((1, 2)));
     store.delete_folder("alice@example.com", "Work").unwrap();
     store.create_folder("alice@example.com", "Work").unwrap();
     store.deliver(&[delivery("w", vec![to_work])], GIB).unwrap();
     let again = store.folder("alice@example.com", "Work").unwrap().unwrap();
     assert_eq!(again.id, work.id, "SQLite reuses the highest rowid");
     assert_eq!((again.first_recent_uid, again.recent), (1, 1));
-    assert_eq!(store.claim_recent(again.id).unwrap(), Some((1, 2)));
+    assert_eq!(
+        store.claim_recent(again.id, u32::MAX).unwrap(),
+        Some((1, 2))
+    );
 }
 
 /// `select_folder`: the folder with counts from its messages, the messages, and the recent range, taken
