@@ -178,7 +178,11 @@ impl Drop for HashPool {
 
 /// The hashing threads' OS priority on the crate's 0–99 scale: 23 is niceness 9 on Linux.
 /// Below the async workers (niceness 0), so a login flood yields the CPU to the sessions
-/// already online, without starving the logins themselves (niceness 19 would).
+/// already online, without starving the logins themselves when other programs share the cores.
+/// `SCHED_IDLE` was measured and is worse on both counts (2026-11-29, Linux 6.18, 2 cores, one
+/// hashing thread, 20 users pinging): 48.8–54.7 logins/s against 56.9–60.4, and `PNG` p99
+/// 0.6–2.9 ms against 0.7–1.1 ms, each preemption costing the workers and the hash their caches;
+/// niceness 19 measured the same as 9.
 const HASH_PRIORITY: u8 = 23;
 
 /// One hashing thread: takes jobs until the [`HashPool`] is dropped.
