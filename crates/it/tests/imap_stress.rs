@@ -263,6 +263,27 @@ impl Session {
         Ok(())
     }
 
+    /// The UID of message `n` (a FETCH first if some UID is not known yet); `None` when the server
+    /// left it out, being already expunged by another session.
+    async fn known_uid(&mut self, n: usize) -> Result<Option<u32>> {
+        self.fill().await?;
+        Ok(self.view.get(n - 1).map(|k| k.uid).filter(|&u| u != 0))
+    }
+
+    /// After this session expunged or moved `uid`: it is gone from the view once the session polls,
+    /// whichever session removed it first (a server may hold back another session's expunge during a
+    /// UID command, never past `NOOP`).
+    async fn gone_after_poll(&mut self, uid: u32, what: &str) -> Result<()> {
+        let r = self.run("NOOP", Kind::Any).await?;
+        ensure!(r.starts_with("OK"), "{}: NOOP {r}", self.name);
+        ensure!(
+            self.view.iter().all(|k| k.uid != uid),
+            "{}: UID {uid} still in view after {what}",
+            self.name
+        );
+        Ok(())
+    }
+
     /// One random operation, checked.
     async fn step(&mut self, rng: &mut Rng, issued: &Issued) -> Result<()> {
         let len = self.view.len();
@@ -334,8 +355,7 @@ impl Session {
                 }
             }
             4 if len > 0 => {
-                self.fill().await?;
-                let Some(uid) = self.view.get(pick - 1).map(|k| k.uid).filter(|&u| u != 0) else {
+                let Some(uid) = self.known_uid(pick).await? else {
                     return Ok(());
                 };
                 let r = self
@@ -347,19 +367,10 @@ impl Session {
                 ensure!(r.starts_with("OK"), "{}: UID STORE {r}", self.name);
                 let r = self.run(&format!("UID EXPUNGE {uid}"), Kind::Any).await?;
                 ensure!(r.starts_with("OK"), "{}: UID EXPUNGE {r}", self.name);
-                // Gone from this session's view once it polls, whichever session expunged it first (a
-                // server may hold back another session's expunge during a UID command, never past NOOP).
-                let r = self.run("NOOP", Kind::Any).await?;
-                ensure!(r.starts_with("OK"), "{}: NOOP {r}", self.name);
-                ensure!(
-                    self.view.iter().all(|k| k.uid != uid),
-                    "{}: UID {uid} still in view after UID EXPUNGE",
-                    self.name
-                );
+                self.gone_after_poll(uid, "UID EXPUNGE").await?;
             }
             5 if len > 0 => {
-                self.fill().await?;
-                let Some(uid) = self.view.get(pick - 1).map(|k| k.uid).filter(|&u| u != 0) else {
+                let Some(uid) = self.known_uid(pick).await? else {
                     return Ok(());
                 };
                 let r = self
@@ -367,13 +378,7 @@ impl Session {
                     .await?;
                 // Another session may have expunged it meanwhile: then there is nothing to move, still OK.
                 ensure!(r.starts_with("OK"), "{}: UID MOVE {r}", self.name);
-                let r = self.run("NOOP", Kind::Any).await?;
-                ensure!(r.starts_with("OK"), "{}: NOOP {r}", self.name);
-                ensure!(
-                    self.view.iter().all(|k| k.uid != uid),
-                    "{}: UID {uid} still in view after UID MOVE",
-                    self.name
-                );
+                self.gone_after_poll(uid, "UID MOVE").await?;
             }
             6 => {
                 let (r, other) = self.run_collect("UID SEARCH ALL", Kind::Any).await?;

@@ -49,6 +49,20 @@ fn to_i64(v: u64) -> i64 {
 }
 
 fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<Folder> {
+    Ok(Folder {
+        messages: to_u32(row.get(7)?),
+        unseen: to_u32(row.get(8)?),
+        size: to_u64(row.get(9)?),
+        first_recent_uid: to_u32(row.get(10)?),
+        recent: to_u32(row.get(11)?),
+        noselect: row.get(12)?,
+        ..folder_head(row)?
+    })
+}
+
+/// A folder's own columns `id, name, special, uidvalidity, uidnext, highest_modseq, subscribed` (the
+/// first seven of both [`FOLDER_COLUMNS`] and [`FOLDER_ROW`]), counts and the rest left at zero.
+fn folder_head(row: &Row<'_>) -> rusqlite::Result<Folder> {
     let special: Option<String> = row.get(2)?;
     Ok(Folder {
         id: row.get(0)?,
@@ -58,12 +72,12 @@ fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<Folder> {
         uidnext: to_u32(row.get(4)?),
         highest_modseq: to_u64(row.get(5)?),
         subscribed: row.get(6)?,
-        messages: to_u32(row.get(7)?),
-        unseen: to_u32(row.get(8)?),
-        size: to_u64(row.get(9)?),
-        first_recent_uid: to_u32(row.get(10)?),
-        recent: to_u32(row.get(11)?),
-        noselect: row.get(12)?,
+        messages: 0,
+        unseen: 0,
+        size: 0,
+        first_recent_uid: 0,
+        recent: 0,
+        noselect: false,
     })
 }
 
@@ -424,21 +438,10 @@ const FOLDER_ROW: &str = "f.id, f.name, f.special, f.uidvalidity, f.uidnext, f.h
      f.subscribed, f.first_recent_uid, f.noselect";
 
 fn folder_row(row: &Row<'_>) -> rusqlite::Result<Folder> {
-    let special: Option<String> = row.get(2)?;
     Ok(Folder {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        special: special.as_deref().and_then(SpecialUse::from_column),
-        uidvalidity: to_u32(row.get(3)?),
-        uidnext: to_u32(row.get(4)?),
-        highest_modseq: to_u64(row.get(5)?),
-        subscribed: row.get(6)?,
-        messages: 0,
-        unseen: 0,
-        size: 0,
         first_recent_uid: to_u32(row.get(7)?),
-        recent: 0,
         noselect: row.get(8)?,
+        ..folder_head(row)?
     })
 }
 
