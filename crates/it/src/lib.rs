@@ -198,6 +198,9 @@ impl TestServer {
             },
             ..Config::default()
         };
+        if config.mail.dkim_dir.is_none() {
+            seed_dkim_keys(&config.data_dir.join("dkim"))?;
+        }
         let server = Server::bind(config.clone())
             .await
             .context("binding the server")?;
@@ -843,4 +846,41 @@ fn parse_http_response(data: &[u8]) -> Result<Option<HttpResponse>> {
         headers,
         body: body[..len].to_vec(),
     }))
+}
+
+/// The DKIM keys every test server of this process starts with: made once (the RSA key costs a
+/// fraction of a second of CPU in a debug build, for each of hundreds of servers otherwise) and
+/// written into each server's `DATA/dkim` before it starts, so a server, and `msgr mail dns` run on
+/// its data directory, still find their keys where a real server keeps them.
+fn seed_dkim_keys(dir: &Path) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    static KEYS: std::sync::OnceLock<Vec<(&'static str, Vec<u8>)>> = std::sync::OnceLock::new();
+    let keys = match KEYS.get() {
+        Some(keys) => keys,
+        None => {
+            let made = tempfile::tempdir().context("a directory for the test DKIM keys")?;
+            msgr_mail::dkim::Signer::load_or_create(made.path())
+                .context("making the test DKIM keys")?;
+            let mut keys = Vec::new();
+            for name in [msgr_mail::dkim::ED25519_FILE, msgr_mail::dkim::RSA_FILE] {
+                let bytes = std::fs::read(made.path().join(name))
+                    .with_context(|| format!("reading the test DKIM key {name}"))?;
+                keys.push((name, bytes));
+            }
+            KEYS.get_or_init(|| keys)
+        }
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, bytes) in keys {
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(bytes))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
