@@ -241,6 +241,15 @@ async fn serve_tcp(
 /// Output buffer capacity kept between writes; a larger one is given back once flushed.
 const OUT_KEEP_BYTES: usize = 2048;
 
+/// How long a connection keeps its buffers with nothing to read or write. A sign-in burst
+/// (the `SYN` reply, one `ILN` per online contact) leaves the output buffer at 1–2 KiB, and
+/// the input buffer holds 512 bytes: for an idle user that is most of its memory. After this
+/// quiet time both are given back; the next read starts small and grows again.
+const BUFFER_RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Input buffer capacity for a connection that is reading: one read takes a few commands.
+const IN_READ_BYTES: usize = 512;
+
 /// Runs one MSNP connection to its end. Generic over the stream so tests and other
 /// transports can drive it. `pending` is a slot among connections that have not signed in
 /// (the HTTP gateway's `gateway_max_pending`): it is given back at sign-in, or when the
@@ -284,7 +293,7 @@ where
     let outbox_cap = limits.outbox_bytes;
     let write_timeout = limits.write_timeout();
     let mut decoder = FrameDecoder::new(Peer::Client, limits.codec());
-    let mut inbuf = BytesMut::with_capacity(512);
+    let mut inbuf = BytesMut::with_capacity(IN_READ_BYTES);
     let mut out = BytesMut::new();
     // Events are bounded by count and by bytes: what waits for this connection, queued or
     // rendered and not yet written, stays under `outbox_bytes` (see `queue`).
@@ -311,12 +320,17 @@ where
     let mut armed = session.deadline();
     let timer = tokio::time::sleep_until(armed);
     tokio::pin!(shutting_down, killed, timer);
+    // The timer is armed early (at most once per `BUFFER_RELEASE_AFTER`) to give back the
+    // buffers of a connection gone quiet; this is when, if it is.
+    let mut release_at: Option<tokio::time::Instant> = None;
 
     loop {
         // Client commands and hub events this round answers: the load signal of `write_plan`.
         let mut triggers = 0usize;
         // The round answered a switchboard participant's own commands (`write_plan`).
         let mut read_round = false;
+        // The round read from the client (either session kind).
+        let mut did_read = false;
         let deadline = session.deadline();
         if deadline < armed {
             armed = deadline;
@@ -347,35 +361,55 @@ where
             }
             read = stream.read_buf(&mut inbuf) => match read {
                 Ok(0) => break,
-                Ok(_) => match &mut session {
-                    // A switchboard's commands are handled without waiting: no future to box
-                    // on each relayed message.
-                    Session::Sb(sb) => {
-                        read_round = true;
-                        sb_frames(sb, &mut decoder, &mut inbuf, &mut out, &mut triggers)
+                Ok(_) => {
+                    did_read = true;
+                    match &mut session {
+                        // A switchboard's commands are handled without waiting: no future to box
+                        // on each relayed message.
+                        Session::Sb(sb) => {
+                            read_round = true;
+                            sb_frames(sb, &mut decoder, &mut inbuf, &mut out, &mut triggers)
+                        }
+                        Session::Ns(_) => {
+                            let ctx = Ctx {
+                                shared: &shared,
+                                peer,
+                                events: &events_tx,
+                                kill: &kill,
+                                first: &mut first,
+                                frames: &mut triggers,
+                            };
+                            // Boxed: command handling is the largest future of the loop, and held
+                            // inline it would make every idle connection's task that much bigger.
+                            Box::pin(read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out)).await
+                        }
                     }
-                    Session::Ns(_) => {
-                        let ctx = Ctx {
-                            shared: &shared,
-                            peer,
-                            events: &events_tx,
-                            kill: &kill,
-                            first: &mut first,
-                            frames: &mut triggers,
-                        };
-                        // Boxed: command handling is the largest future of the loop, and held
-                        // inline it would make every idle connection's task that much bigger.
-                        Box::pin(read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out)).await
-                    }
-                },
+                }
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed");
                     break;
                 }
             },
             () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if release_at.is_some_and(|at| at <= now) {
+                    // Quiet since the release was armed, or busy since: either way the
+                    // buffers are empty between rounds, and traffic that goes on makes
+                    // new ones.
+                    release_at = None;
+                    tracing::trace!(
+                        %peer,
+                        out = out.capacity(),
+                        inbuf = inbuf.capacity(),
+                        "idle: buffers released"
+                    );
+                    out = BytesMut::new();
+                    if inbuf.is_empty() {
+                        inbuf = BytesMut::new();
+                    }
+                }
                 let deadline = session.deadline();
-                if tokio::time::Instant::now() < deadline {
+                if now < deadline {
                     // Activity moved the deadline since the timer was armed.
                     armed = deadline;
                     timer.as_mut().reset(armed);
@@ -460,6 +494,19 @@ where
         // Small steady traffic stays under the threshold and reuses its buffer.
         if out.capacity() > OUT_KEEP_BYTES {
             out = BytesMut::new();
+        }
+        // A released input buffer refills 64 bytes at a time (`BytesMut`'s growth when
+        // full): once reading, read in commands' worth again.
+        if did_read && inbuf.capacity() < IN_READ_BYTES {
+            inbuf.reserve(IN_READ_BYTES - inbuf.len());
+        }
+        if release_at.is_none() && (out.capacity() > 0 || inbuf.capacity() > 64) {
+            let at = tokio::time::Instant::now() + BUFFER_RELEASE_AFTER;
+            release_at = Some(at);
+            if at < armed {
+                armed = at;
+                timer.as_mut().reset(armed);
+            }
         }
     }
     tracing::debug!(%peer, account = session.account(), "disconnected");
