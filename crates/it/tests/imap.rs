@@ -1295,3 +1295,53 @@ async fn sequence_numbers_beyond_the_last_message() -> Result<()> {
     c.cmd("z", "LOGOUT").await?;
     Ok(())
 }
+
+/// A session keeps no message summaries (issue 14: SELECT reads only flags, keywords, modseq, size and
+/// date): the keys that match the summary (an RFC 2047 subject as decoded; the `Date` header's day, which
+/// only the summary holds) load it from the store for the messages searched, before and after another
+/// session expunges one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_loads_summaries_for_summary_keys() -> Result<()> {
+    let server = start(true).await?;
+    let mut a = Raw::login(imap(&server)).await?;
+    let mut b = Raw::login(imap(&server)).await?;
+    append(
+        &mut a,
+        "INBOX",
+        "From: Carol <carol@far.test>\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\
+         Date: Fri, 1 Mar 2024 12:00:00 +0000\r\n\r\nbody",
+    )
+    .await?;
+    append(
+        &mut a,
+        "INBOX",
+        "From: Dave <dave@far.test>\r\nSubject: plain\r\nDate: Mon, 4 Mar 2024 12:00:00 +0000\r\n\r\nbody",
+    )
+    .await?;
+    append(
+        &mut a,
+        "INBOX",
+        "From: Erin <erin@far.test>\r\nSubject: Grüße again\r\nDate: Tue, 5 Mar 2024 12:00:00 +0000\r\n\r\nx",
+    )
+    .await?;
+    let r = a.cmd("s", "SELECT INBOX").await?;
+    ensure!(r.iter().any(|l| l == "* 3 EXISTS\r\n"), "{r:?}");
+    // The raw header holds only the encoded word: a match is the stored, decoded summary's.
+    let r = a.cmd("q", "UID SEARCH SUBJECT {7+}\r\ngrüße").await?;
+    ensure!(r[0] == "* SEARCH 1 3\r\n", "{r:?}");
+    let r = a.cmd("q", "UID SEARCH SENTBEFORE 4-Mar-2024").await?;
+    ensure!(r[0] == "* SEARCH 1\r\n", "{r:?}");
+    let r = a
+        .cmd("q", "UID SEARCH SENTSINCE 4-Mar-2024 NOT FROM dave")
+        .await?;
+    ensure!(r[0] == "* SEARCH 3\r\n", "{r:?}");
+    let r = a.cmd("q", "UID SEARCH SENTSINCE 1-Mar-2024").await?;
+    ensure!(r[0] == "* SEARCH 1 2 3\r\n", "{r:?}");
+    // Expunged by another session: the summaries are read for the messages left.
+    b.cmd("s", "SELECT INBOX").await?;
+    b.cmd("d", "UID STORE 3 +FLAGS (\\Deleted)").await?;
+    b.cmd("e", "EXPUNGE").await?;
+    let r = a.cmd("q", "UID SEARCH SENTSINCE 1-Mar-2024").await?;
+    ensure!(r.iter().any(|l| l == "* SEARCH 1 2\r\n"), "{r:?}");
+    Ok(())
+}

@@ -25,8 +25,8 @@ use msgr_core::lists::{Change, ContactList, Phones};
 pub use error::StoreError;
 pub use mail::{
     Delivered, Delivery, FlagOp, Flags, FlagsChanged, Folder, FolderChanges, FolderRef,
-    LocalTarget, MailStore, Mailbox, MessageMeta, MessageSummary, Outbound, QueuedRecipient,
-    SelectedFolder, SpecialUse, StoredMessage,
+    LocalTarget, MailStore, Mailbox, MessageMeta, MessageState, MessageSummary, Outbound,
+    QueuedRecipient, SelectedFolder, SpecialUse, StoredMessage,
 };
 pub use senders::{Greylist, GreylistTimes, SenderFacts, SenderList, SenderStore};
 pub use spam::{SpamCounts, SpamStore};
@@ -333,6 +333,14 @@ impl MailStore for Store {
         header_only: bool,
     ) -> Result<Vec<Option<Vec<u8>>>> {
         delegate!(self, s => s.messages_raw(folder_id, uids, header_only))
+    }
+
+    fn message_summaries(
+        &self,
+        folder_id: i64,
+        uids: &[u32],
+    ) -> Result<Vec<Option<MessageSummary>>> {
+        delegate!(self, s => s.message_summaries(folder_id, uids))
     }
 
     fn set_noselect(&self, account: &str, name: &str, noselect: bool) -> Result<()> {

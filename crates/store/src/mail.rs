@@ -203,14 +203,44 @@ pub struct MessageMeta {
     pub summary: MessageSummary,
 }
 
+/// What an IMAP session keeps about each message of the selected folder for as long as it is selected: the
+/// message's state without its summary ([`MessageMeta`] less the `From`/`To`/`Subject` strings that only some
+/// `SEARCH` keys read, and [`MailStore::message_summaries`] loads for them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageState {
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: Flags,
+    /// IMAP keywords, sorted.
+    pub keywords: Vec<String>,
+    /// When the message reached the server, in seconds since the Unix epoch.
+    pub internal_date: i64,
+    /// The size of the raw bytes (RFC822.SIZE).
+    pub size: u64,
+}
+
+impl From<MessageMeta> for MessageState {
+    fn from(m: MessageMeta) -> MessageState {
+        MessageState {
+            uid: m.uid,
+            modseq: m.modseq,
+            flags: m.flags,
+            keywords: m.keywords,
+            internal_date: m.internal_date,
+            size: m.size,
+        }
+    }
+}
+
 /// A folder as IMAP `SELECT`/`EXAMINE` opens it ([`MailStore::select_folder`]): the folder, its messages and
 /// the session's `\Recent` range, all from one read snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SelectedFolder {
     /// The folder; its counts (`messages`, `unseen`, `size`, `recent`) are those of `messages`.
     pub folder: Folder,
-    /// In UID order; empty for a `\Noselect` placeholder.
-    pub messages: Vec<MessageMeta>,
+    /// In UID order; empty for a `\Noselect` placeholder. Without their summaries: a session keeps these for
+    /// the whole selection, and only some `SEARCH` keys need the summary.
+    pub messages: Vec<MessageState>,
     /// `(first, upto)`: the messages with UIDs in `first..upto` are `\Recent` for the caller. With a claim
     /// they are the caller's alone (see [`MailStore::claim_recent`]); without, they are the ones no session
     /// has taken yet.
@@ -416,6 +446,14 @@ pub trait MailStore: Send + Sync {
         uids: &[u32],
         header_only: bool,
     ) -> crate::Result<Vec<Option<Vec<u8>>>>;
+
+    /// The summaries of several messages of a folder, in the order of `uids` (`None` for a UID that names no
+    /// message any more), read in one snapshot: what `SEARCH FROM`/`TO`/`SUBJECT`/`SENT…` match against.
+    fn message_summaries(
+        &self,
+        folder_id: i64,
+        uids: &[u32],
+    ) -> crate::Result<Vec<Option<MessageSummary>>>;
 
     /// Makes a user folder a `\Noselect` placeholder (`true`: its messages are removed) or a real folder again
     /// (`false`). The standard folders cannot become placeholders.

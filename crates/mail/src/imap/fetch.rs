@@ -15,7 +15,7 @@ use imap_codec::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItemName, Part as PartPath, Section,
 };
 use imap_codec::imap_types::sequence::SequenceSet;
-use msgr_store::{FlagOp, Flags, MailStore, MessageMeta};
+use msgr_store::{FlagOp, Flags, MailStore, MessageState};
 use tokio::io::AsyncWrite;
 
 /// Raw messages read from the store in one blocking call: at most this many…
@@ -156,7 +156,7 @@ where
             bytes += sel.msgs[targets[end]].meta.size;
             end += 1;
         }
-        let chunk: Vec<(u32, MessageMeta, bool)> = targets[start..end]
+        let chunk: Vec<(u32, MessageState, bool)> = targets[start..end]
             .iter()
             .map(|&i| {
                 (
@@ -262,7 +262,7 @@ where
 fn write_item(
     out: &mut Vec<u8>,
     item: &MessageDataItemName<'_>,
-    meta: &MessageMeta,
+    meta: &MessageState,
     recent: bool,
     raw: &[u8],
     root: Option<&Part<'_>>,

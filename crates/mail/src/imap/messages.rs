@@ -9,7 +9,7 @@ use imap_codec::imap_types::bounded_static::IntoBoundedStatic;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
-use msgr_store::{FlagOp, Flags, MailStore, MessageMeta};
+use msgr_store::{FlagOp, Flags, MailStore, MessageState, MessageSummary};
 
 impl Session {
     /// Removes the messages marked `\Deleted` (only those in `uids` if given) and publishes the change.
@@ -73,7 +73,7 @@ impl Session {
             max_uid: sel.max_uid(),
             modseq_keys,
         };
-        let candidates: Vec<(u32, MessageMeta, bool)> = sel
+        let candidates: Vec<(u32, MessageState, bool)> = sel
             .msgs
             .iter()
             .enumerate()
@@ -89,10 +89,21 @@ impl Session {
         // The search runs on the blocking pool, which needs the keys owned.
         let criteria = criteria.into_static();
         let needs_raw = search::needs_raw(&criteria);
+        let needs_summary = search::needs_summary(&criteria);
         let store = self.ctx.store.clone();
         let found = tokio::task::spawn_blocking(move || {
+            // The session keeps no summaries: the keys that read one get every candidate's in one call.
+            let summaries = if needs_summary {
+                let uids: Vec<u32> = candidates.iter().map(|(_, m, _)| m.uid).collect();
+                store.message_summaries(folder_id, &uids)?
+            } else {
+                Vec::new()
+            };
+            let none = MessageSummary::default();
             let mut hits = Vec::new();
-            for (seq, meta, recent) in &candidates {
+            for (i, (seq, meta, recent)) in candidates.iter().enumerate() {
+                // Expunged since (or not loaded): an empty summary, matched as such.
+                let summary = summaries.get(i).and_then(Option::as_ref).unwrap_or(&none);
                 let uid = meta.uid;
                 let store = &store;
                 let mut load = || {
@@ -106,17 +117,19 @@ impl Session {
                 let c = search::Candidate {
                     seq: *seq,
                     meta,
+                    summary,
                     recent: *recent,
                 };
                 if search::matches(&criteria, &c, &bounds, &mut raw) {
                     hits.push((*seq, uid, meta.modseq));
                 }
             }
-            hits
+            Ok::<_, msgr_store::StoreError>(hits)
         })
         .await;
         let hits = match found {
-            Ok(h) => h,
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return self.internal(tag, e.into()),
             Err(e) => return self.internal(tag, e.into()),
         };
         let numbers: Vec<u32> = hits

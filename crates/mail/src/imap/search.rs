@@ -10,7 +10,7 @@
 use super::mime;
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use msgr_store::{Flags, MessageMeta};
+use msgr_store::{Flags, MessageState, MessageSummary};
 
 /// Whether `n` is in `set`, where `*` stands for `largest`.
 pub fn in_set(set: &SequenceSet, n: u32, largest: u32) -> bool {
@@ -30,7 +30,9 @@ pub fn in_set(set: &SequenceSet, n: u32, largest: u32) -> bool {
 /// One message as a search sees it.
 pub struct Candidate<'m> {
     pub seq: u32,
-    pub meta: &'m MessageMeta,
+    pub meta: &'m MessageState,
+    /// The stored summary, loaded only when the keys need it ([`needs_summary`]); an empty one otherwise.
+    pub summary: &'m MessageSummary,
     /// `\Recent` for the searching session.
     pub recent: bool,
 }
@@ -129,7 +131,7 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, bounds: &Bounds, raw: &mu
     let m = c.meta;
     let has = |f: Flags| m.flags.contains(f);
     let internal = date_of(m.internal_date);
-    let sent = m.summary.date.and_then(date_of);
+    let sent = c.summary.date.and_then(date_of);
     match key {
         SearchKey::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, bounds, raw)),
         SearchKey::SequenceSet(set) => in_set(set, c.seq, bounds.max_seq),
@@ -174,9 +176,9 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, bounds: &Bounds, raw: &mu
         SearchKey::SentSince(d) => sent.is_some_and(|i| i >= *d.as_ref()),
         SearchKey::Not(k) => !matches(k, c, bounds, raw),
         SearchKey::Or(a, b) => matches(a, c, bounds, raw) || matches(b, c, bounds, raw),
-        SearchKey::From(s) => string_key(&m.summary.from, "from", &text(s), raw),
-        SearchKey::To(s) => string_key(&m.summary.to, "to", &text(s), raw),
-        SearchKey::Subject(s) => string_key(&m.summary.subject, "subject", &text(s), raw),
+        SearchKey::From(s) => string_key(&c.summary.from, "from", &text(s), raw),
+        SearchKey::To(s) => string_key(&c.summary.to, "to", &text(s), raw),
+        SearchKey::Subject(s) => string_key(&c.summary.subject, "subject", &text(s), raw),
         SearchKey::Cc(s) => header_key("cc", &text(s), raw),
         SearchKey::Bcc(s) => header_key("bcc", &text(s), raw),
         SearchKey::Header(name, value) => header_key(&text(name), &text(value), raw),
@@ -215,6 +217,23 @@ pub fn needs_raw(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// Whether evaluating `key` reads the stored summary (`FROM`, `TO`, `SUBJECT`, the `SENT…` dates), which a
+/// session does not keep: the caller loads it for the candidates, in one store call, only then.
+pub fn needs_summary(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().any(needs_summary),
+        SearchKey::Not(k) => needs_summary(k),
+        SearchKey::Or(a, b) => needs_summary(a) || needs_summary(b),
+        SearchKey::From(_)
+        | SearchKey::To(_)
+        | SearchKey::Subject(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => true,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -222,7 +241,7 @@ mod tests {
     use imap_codec::decode::Decoder;
     use imap_codec::imap_types::command::CommandBody;
     use imap_codec::CommandCodec;
-    use msgr_store::MessageSummary;
+    use msgr_store::MessageMeta;
 
     const RAW: &[u8] = b"From: =?ISO-8859-1?Q?J=F6rg?= <joerg@example.com>\r\n\
 To: alice@example.com\r\n\
@@ -260,11 +279,20 @@ Gr=FC=DFe aus K=F6ln\r\n";
         };
         let mut load = || Some(RAW.to_vec());
         let mut raw = Raw::new(&mut load);
+        // As a session searches: the state it keeps, and the summary loaded only for keys that read it.
+        let state = MessageState::from(m.clone());
+        let none = MessageSummary::default();
+        let summary = if needs_summary(&criteria) {
+            &m.summary
+        } else {
+            &none
+        };
         matches(
             &criteria,
             &Candidate {
                 seq,
-                meta: m,
+                meta: &state,
+                summary,
                 recent: false,
             },
             &Bounds {
@@ -337,5 +365,20 @@ Gr=FC=DFe aus K=F6ln\r\n";
             panic!()
         };
         assert!(!needs_raw(&criteria));
+    }
+
+    #[test]
+    fn summary_needed_only_for_summary_keys() {
+        let needs = |line: &[u8]| {
+            let (_, cmd) = CommandCodec::default().decode(line).unwrap();
+            let CommandBody::Search { criteria, .. } = cmd.body else {
+                panic!()
+            };
+            needs_summary(&criteria)
+        };
+        assert!(needs(b"t SEARCH OR SEEN NOT FROM x\r\n"));
+        assert!(needs(b"t SEARCH UNSEEN SENTSINCE 1-Mar-2024\r\n"));
+        assert!(!needs(b"t SEARCH OR SEEN NOT BODY x\r\n"));
+        assert!(!needs(b"t SEARCH UID 1:* UNDELETED SINCE 1-Mar-2024\r\n"));
     }
 }

@@ -21,7 +21,7 @@ use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::CommandCodec;
-use msgr_store::{Flags, FolderChanges, MailStore, MessageMeta, SpecialUse};
+use msgr_store::{Flags, FolderChanges, MailStore, MessageState, SpecialUse};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,7 +144,8 @@ pub(super) enum Pending {
 
 /// A message as the session numbers it.
 pub(super) struct Msg {
-    pub meta: MessageMeta,
+    /// Without the summary, which only some `SEARCH` keys need and load when they do.
+    pub meta: MessageState,
     /// `\Recent` for this session (RFC 3501 §2.3.2): it took the message from the folder's recent ones.
     pub recent: bool,
     /// Expunged in the store, but the client has not been told yet (held back during a command that
@@ -1181,7 +1182,7 @@ fn apply_changes(
         if f.uid > max_known {
             sel.msgs.push(Msg {
                 recent: is_recent(f.uid),
-                meta: f,
+                meta: f.into(),
                 gone: false,
             });
             added = true;
@@ -1202,7 +1203,7 @@ fn apply_changes(
             }
             out.extend_from_slice(b")\r\n");
         }
-        m.meta = f;
+        m.meta = f.into();
     }
     for uid in changes.expunged {
         if let Ok(i) = sel.msgs.binary_search_by_key(&uid, |m| m.meta.uid) {

@@ -85,6 +85,26 @@ fn keywords_from(text: &str) -> Vec<String> {
     text.split_ascii_whitespace().map(str::to_owned).collect()
 }
 
+/// The columns of [`MessageState`]: the leading columns of a message row, so SQLite decodes none of the
+/// summary's text after them.
+const STATE_COLUMNS: &str = "uid, modseq, flags, keywords, internal_date, size";
+
+fn state_from_row(row: &Row<'_>) -> rusqlite::Result<MessageState> {
+    // Borrowed from SQLite's buffer: most messages have no keywords, and an empty list allocates nothing.
+    let keywords = match row.get_ref(3)? {
+        ValueRef::Text(t) => keywords_from(std::str::from_utf8(t).unwrap_or("")),
+        _ => Vec::new(),
+    };
+    Ok(MessageState {
+        uid: to_u32(row.get(0)?),
+        modseq: to_u64(row.get(1)?),
+        flags: Flags(u8::try_from(row.get::<_, i64>(2)? & 0xff).unwrap_or(0)),
+        keywords,
+        internal_date: row.get(4)?,
+        size: to_u64(row.get(5)?),
+    })
+}
+
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageMeta> {
     let keywords: String = row.get(3)?;
     Ok(MessageMeta {
@@ -812,9 +832,9 @@ impl MailStore for SqliteStore {
                 Vec::new()
             } else {
                 tx.prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM mail_messages WHERE folder_id = ?1 ORDER BY uid"
+                    "SELECT {STATE_COLUMNS} FROM mail_messages WHERE folder_id = ?1 ORDER BY uid"
                 ))?
-                .query_map([folder.id], message_from_row)?
+                .query_map([folder.id], state_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?
             };
             tx.finish()?;
@@ -881,6 +901,67 @@ impl MailStore for SqliteStore {
                         None => None,
                     };
                     out.push(raw);
+                }
+            }
+            tx.finish()?;
+            Ok(out)
+        })
+    }
+
+    fn message_summaries(
+        &self,
+        folder_id: i64,
+        uids: &[u32],
+    ) -> Result<Vec<Option<MessageSummary>>> {
+        self.with_reader(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let mut out = Vec::with_capacity(uids.len());
+            {
+                let summary = |row: &Row<'_>| -> rusqlite::Result<MessageSummary> {
+                    Ok(MessageSummary {
+                        from: row.get(1)?,
+                        to: row.get(2)?,
+                        subject: row.get(3)?,
+                        date: row.get(4)?,
+                        message_id: row.get(5)?,
+                        has_attachments: row.get(6)?,
+                    })
+                };
+                let ascending = uids.windows(2).all(|w| w[0] < w[1]);
+                match (uids.first(), uids.last()) {
+                    // Many UIDs in order (a SEARCH over the whole folder): one walk of the UID range,
+                    // keeping the rows asked for, instead of one index look-up each.
+                    (Some(&first), Some(&last)) if ascending && uids.len() > 32 => {
+                        let mut stmt = tx.prepare_cached(
+                            "SELECT uid, from_addr, to_addr, subject, sent_date, message_id, \
+                             has_attachments FROM mail_messages \
+                             WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
+                        )?;
+                        let mut rows = stmt.query(params![folder_id, first, last])?;
+                        let mut wanted = uids.iter().peekable();
+                        while let Some(row) = rows.next()? {
+                            let uid = to_u32(row.get(0)?);
+                            while wanted.next_if(|&&w| w < uid).is_some() {
+                                out.push(None);
+                            }
+                            if wanted.next_if(|&&w| w == uid).is_some() {
+                                out.push(Some(summary(row)?));
+                            }
+                        }
+                        out.resize(uids.len(), None);
+                    }
+                    _ => {
+                        let mut stmt = tx.prepare_cached(
+                            "SELECT uid, from_addr, to_addr, subject, sent_date, message_id, \
+                             has_attachments FROM mail_messages WHERE folder_id = ?1 AND uid = ?2",
+                        )?;
+                        for &uid in uids {
+                            out.push(
+                                stmt.query_row(params![folder_id, uid], summary)
+                                    .optional()?,
+                            );
+                        }
+                    }
                 }
             }
             tx.finish()?;

@@ -550,6 +550,36 @@ fn select_folder_reads_folder_messages_and_claim_together() {
     );
 }
 
+/// `message_summaries`: in the order asked, `None` for a missing UID, by point look-ups (few or unordered
+/// UIDs) and by one walk of the range (many in order) alike.
+#[test]
+fn message_summaries_in_the_order_asked() {
+    let (_d, store) = store_with(&["alice@example.com"]);
+    let batch: Vec<Delivery> = (0..40)
+        .map(|i| delivery(&format!("s{i}"), vec![inbox("alice@example.com")]))
+        .collect();
+    store.deliver(&batch, GIB).unwrap();
+    let folder = store.folder("alice@example.com", "INBOX").unwrap().unwrap();
+    store.expunge(folder.id, &[5]).unwrap();
+    let subject = |s: &Option<MessageSummary>| s.as_ref().map(|s| s.subject.clone());
+    let few = store.message_summaries(folder.id, &[3, 5, 1, 99]).unwrap();
+    let few: Vec<_> = few.iter().map(subject).collect();
+    assert_eq!(
+        few,
+        [Some("s2".to_owned()), None, Some("s0".to_owned()), None]
+    );
+    // Every UID from 2 to 41 (41 was never used, 5 is expunged): the range walk.
+    let uids: Vec<u32> = (2..=41).collect();
+    let many = store.message_summaries(folder.id, &uids).unwrap();
+    assert_eq!(many.len(), uids.len());
+    for (uid, s) in uids.iter().zip(&many) {
+        let want = (*uid != 5 && *uid <= 40).then(|| format!("s{}", uid - 1));
+        assert_eq!(subject(s), want, "uid {uid}");
+    }
+    let listed = store.messages(folder.id).unwrap();
+    assert_eq!(many[0].as_ref(), Some(&listed[1].summary));
+}
+
 /// `messages_raw`: several messages at once, in the order asked, `None` for a missing UID; with
 /// `header_only` cut after the blank line that ends the header.
 #[test]
