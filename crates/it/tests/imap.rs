@@ -1337,6 +1337,10 @@ async fn search_loads_summaries_for_summary_keys() -> Result<()> {
     ensure!(r[0] == "* SEARCH 3\r\n", "{r:?}");
     let r = a.cmd("q", "UID SEARCH SENTSINCE 1-Mar-2024").await?;
     ensure!(r[0] == "* SEARCH 1 2 3\r\n", "{r:?}");
+    // Summaries read only for the messages the flags let through.
+    a.cmd("f", "UID STORE 1 +FLAGS.SILENT (\\Seen)").await?;
+    let r = a.cmd("q", "UID SEARCH UNSEEN SENTSINCE 1-Mar-2024").await?;
+    ensure!(r[0] == "* SEARCH 2 3\r\n", "{r:?}");
     // Expunged by another session: the summaries are read for the messages left.
     b.cmd("s", "SELECT INBOX").await?;
     b.cmd("d", "UID STORE 3 +FLAGS (\\Deleted)").await?;

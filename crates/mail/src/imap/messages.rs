@@ -92,14 +92,32 @@ impl Session {
         let needs_summary = search::needs_summary(&criteria);
         let store = self.ctx.store.clone();
         let found = tokio::task::spawn_blocking(move || {
-            // The session keeps no summaries: the keys that read one get every candidate's in one call.
+            // The session keeps no summaries: the keys that read one get them in one call, for the
+            // candidates that pass the keys the session's own state decides (`UNSEEN SUBJECT x` reads
+            // the unseen messages' summaries only).
+            let none = MessageSummary::default();
+            let candidates: Vec<_> = if needs_summary {
+                candidates
+                    .into_iter()
+                    .filter(|(seq, meta, recent)| {
+                        let c = search::Candidate {
+                            seq: *seq,
+                            meta,
+                            summary: &none,
+                            recent: *recent,
+                        };
+                        search::passes_state_keys(&criteria, &c, &bounds)
+                    })
+                    .collect()
+            } else {
+                candidates
+            };
             let summaries = if needs_summary {
                 let uids: Vec<u32> = candidates.iter().map(|(_, m, _)| m.uid).collect();
                 store.message_summaries(folder_id, &uids)?
             } else {
                 Vec::new()
             };
-            let none = MessageSummary::default();
             let mut hits = Vec::new();
             for (i, (seq, meta, recent)) in candidates.iter().enumerate() {
                 // Expunged since (or not loaded): an empty summary, matched as such.

@@ -234,6 +234,24 @@ pub fn needs_summary(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// Whether the message passes those keys of a top-level AND (or the one key) that read neither the summary
+/// nor the raw message: a necessary condition for [`matches`], from the state alone, so a search loads
+/// summaries only for the messages that pass it. `c.summary` is not read.
+pub fn passes_state_keys(key: &SearchKey<'_>, c: &Candidate<'_>, bounds: &Bounds) -> bool {
+    let state_only = |k: &&SearchKey<'_>| !needs_summary(k) && !needs_raw(k);
+    let mut never = || None;
+    let mut raw = Raw::new(&mut never);
+    match key {
+        SearchKey::And(keys) => keys
+            .as_ref()
+            .iter()
+            .filter(state_only)
+            .all(|k| matches(k, c, bounds, &mut raw)),
+        k if state_only(&k) => matches(k, c, bounds, &mut raw),
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -380,5 +398,35 @@ Gr=FC=DFe aus K=F6ln\r\n";
         assert!(needs(b"t SEARCH UNSEEN SENTSINCE 1-Mar-2024\r\n"));
         assert!(!needs(b"t SEARCH OR SEEN NOT BODY x\r\n"));
         assert!(!needs(b"t SEARCH UID 1:* UNDELETED SINCE 1-Mar-2024\r\n"));
+    }
+
+    #[test]
+    fn state_keys_decided_before_summaries() {
+        let seen = MessageState::from(meta(42, Flags::SEEN, 300, 1_709_294_400));
+        let none = MessageSummary::default();
+        let c = Candidate {
+            seq: 3,
+            meta: &seen,
+            summary: &none,
+            recent: false,
+        };
+        let bounds = Bounds {
+            max_seq: 10,
+            max_uid: 100,
+            modseq_keys: false,
+        };
+        let passes = |line: &[u8]| {
+            let (_, cmd) = CommandCodec::default().decode(line).unwrap();
+            let CommandBody::Search { criteria, .. } = cmd.body else {
+                panic!()
+            };
+            passes_state_keys(&criteria, &c, &bounds)
+        };
+        assert!(!passes(b"t SEARCH UNSEEN SUBJECT x\r\n"));
+        assert!(!passes(b"t SEARCH SUBJECT x UID 1:5\r\n"));
+        // Only a necessary condition: the summary keys are left to the full match.
+        assert!(passes(b"t SEARCH SEEN FROM nobody\r\n"));
+        assert!(passes(b"t SEARCH OR UNSEEN FROM x\r\n"));
+        assert!(!passes(b"t SEARCH UNSEEN\r\n"));
     }
 }
