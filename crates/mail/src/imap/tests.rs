@@ -28,6 +28,27 @@ struct Client {
 }
 
 impl Client {
+    /// A session served over an in-memory pipe (plaintext allowed as on loopback): the client side, the
+    /// session's task and its greeting.
+    async fn open(ctx: Arc<crate::Context>) -> (Client, tokio::task::JoinHandle<()>, String) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let session = tokio::spawn(super::serve(
+            server,
+            ctx,
+            peer(),
+            true,
+            CancellationToken::new(),
+        ));
+        let (r, w) = tokio::io::split(client);
+        let mut c = Client {
+            r: BufReader::new(r),
+            w,
+        };
+        let mut greeting = String::new();
+        c.r.read_line(&mut greeting).await.unwrap();
+        (c, session, greeting)
+    }
+
     async fn cmd(&mut self, tag: &str, line: &str) -> Vec<String> {
         self.w
             .write_all(format!("{tag} {line}\r\n").as_bytes())
@@ -62,21 +83,7 @@ async fn junk_hook_hears_moves_and_sessions_leave_no_subscription() {
     let recorder = Arc::new(Recorder::default());
     let hook: Arc<dyn JunkHook> = recorder.clone();
     assert!(t.ctx.junk_hook.set(hook).is_ok());
-    let (client, server) = tokio::io::duplex(64 * 1024);
-    let session = tokio::spawn(super::serve(
-        server,
-        t.ctx.clone(),
-        peer(),
-        true,
-        CancellationToken::new(),
-    ));
-    let (r, w) = tokio::io::split(client);
-    let mut c = Client {
-        r: BufReader::new(r),
-        w,
-    };
-    let mut greeting = String::new();
-    c.r.read_line(&mut greeting).await.unwrap();
+    let (mut c, session, greeting) = Client::open(t.ctx.clone()).await;
     assert!(
         greeting.starts_with("* OK [CAPABILITY IMAP4rev1"),
         "{greeting}"
@@ -247,21 +254,7 @@ async fn header_only_fetch_answers_as_the_full_read() {
         allow_plaintext_auth: true,
         ..MailConfig::default()
     });
-    let (client, server) = tokio::io::duplex(64 * 1024);
-    let session = tokio::spawn(super::serve(
-        server,
-        t.ctx.clone(),
-        peer(),
-        true,
-        CancellationToken::new(),
-    ));
-    let (r, w) = tokio::io::split(client);
-    let mut c = Client {
-        r: BufReader::new(r),
-        w,
-    };
-    let mut greeting = String::new();
-    c.r.read_line(&mut greeting).await.unwrap();
+    let (mut c, session, _greeting) = Client::open(t.ctx.clone()).await;
     assert!(c.cmd("l", "LOGIN alice@example.com pw").await[0].starts_with("l OK"));
     let crlf = "From: Carol <carol@far.test>\r\nSubject: folded\r\n  subject\r\nTo: alice@example.com\r\n\
                 Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
