@@ -251,6 +251,16 @@ impl Browser {
         Ok(self.wait_for(css).await?.text().await?)
     }
 
+    /// The current value of the first form field matching `css` (waiting for it); empty if it has none.
+    pub async fn value(&self, css: &str) -> Result<String> {
+        Ok(self
+            .wait_for(css)
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default())
+    }
+
     /// Types `text` into the first element matching `css` after clearing it.
     pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
         let e = self.wait_for(css).await?;

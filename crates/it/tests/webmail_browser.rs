@@ -397,19 +397,9 @@ async fn webmail_steps(server: &TestServer, b: &Browser, base: &str) -> Result<(
     b.screenshot("message").await?;
     b.click("a#reply").await?;
     b.wait_for_path("/mail/compose").await?;
-    let to = b
-        .wait_for("form#compose input[name=to]")
-        .await?
-        .prop("value")
-        .await?
-        .unwrap_or_default();
+    let to = b.value("form#compose input[name=to]").await?;
     ensure!(to.contains(BOB), "reply addressed to {to:?}");
-    let subject = b
-        .find("form#compose input[name=subject]")
-        .await?
-        .prop("value")
-        .await?
-        .unwrap_or_default();
+    let subject = b.value("form#compose input[name=subject]").await?;
     ensure!(subject.contains("Lunch?"), "reply subject {subject:?}");
     b.find("form#compose input[name=cc]").await?;
     b.fill("form#compose textarea[name=body]", "See you at noon.\n")
@@ -720,12 +710,7 @@ async fn inbox_from_messenger_without_a_password() -> Result<()> {
         )?;
         b.goto(&format!("file://{}", page.display())).await?;
         b.wait_for_path("/mail/compose").await?;
-        let to = b
-            .wait_for("form#compose input[name=to]")
-            .await?
-            .prop("value")
-            .await?
-            .unwrap_or_default();
+        let to = b.value("form#compose input[name=to]").await?;
         ensure!(to.contains(BOB), "compose addressed to {to:?}");
         Ok(())
     }
