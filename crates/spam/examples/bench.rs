@@ -5,16 +5,11 @@
 //! `cargo run --release -p msgr-spam --example bench -- TRAIN_HAM TRAIN_SPAM TEST_HAM TEST_SPAM` where
 //! each argument is a file listing message files, one path per line.
 
-use msgr_spam::{Analysis, Filter, Model, DEFAULT_THRESHOLD};
-use std::time::Instant;
+mod common;
 
-fn read_list(path: &str) -> Result<Vec<Vec<u8>>, String> {
-    let list = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    list.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| std::fs::read(l).map_err(|e| format!("{l}: {e}")))
-        .collect()
-}
+use common::{read_list, train};
+use msgr_spam::{Analysis, Filter, DEFAULT_THRESHOLD};
+use std::time::Instant;
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,12 +22,7 @@ fn main() -> Result<(), String> {
     let (test_ham, test_spam) = (read_list(test_ham)?, read_list(test_spam)?);
 
     let start = Instant::now();
-    let mut model = Model::new();
-    for (set, spam) in [(&train_ham, false), (&train_spam, true)] {
-        for m in set {
-            model.train(&Analysis::new(m, None).tokens, spam);
-        }
-    }
+    let model = train(&train_ham, &train_spam);
     let trained = start.elapsed();
     let filter = Filter::new(model, DEFAULT_THRESHOLD);
 

@@ -3,28 +3,18 @@
 //! most either way with their counts. For finding out why a ham is a false positive:
 //! `cargo run --release -p msgr-spam --example explain -- TRAIN_HAM TRAIN_SPAM < paths`.
 
-use msgr_spam::{Analysis, Filter, Model, DEFAULT_THRESHOLD};
-use std::io::BufRead;
+mod common;
 
-fn read_list(path: &str) -> Result<Vec<Vec<u8>>, String> {
-    let list = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    list.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| std::fs::read(l).map_err(|e| format!("{l}: {e}")))
-        .collect()
-}
+use common::{read_list, train};
+use msgr_spam::{Analysis, Filter, DEFAULT_THRESHOLD};
+use std::io::BufRead;
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [train_ham, train_spam] = args.as_slice() else {
         return Err("usage: explain TRAIN_HAM TRAIN_SPAM < message paths".into());
     };
-    let mut model = Model::new();
-    for (list, spam) in [(train_ham, false), (train_spam, true)] {
-        for m in read_list(list)? {
-            model.train(&Analysis::new(&m, None).tokens, spam);
-        }
-    }
+    let model = train(&read_list(train_ham)?, &read_list(train_spam)?);
     let (ns, nh) = (
         f64::from(model.spam_messages()),
         f64::from(model.ham_messages()),
