@@ -106,22 +106,27 @@ fn state_from_row(row: &Row<'_>) -> rusqlite::Result<MessageState> {
 }
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageMeta> {
-    let keywords: String = row.get(3)?;
+    let state = state_from_row(row)?;
     Ok(MessageMeta {
-        uid: to_u32(row.get(0)?),
-        modseq: to_u64(row.get(1)?),
-        flags: Flags(u8::try_from(row.get::<_, i64>(2)? & 0xff).unwrap_or(0)),
-        keywords: keywords_from(&keywords),
-        internal_date: row.get(4)?,
-        size: to_u64(row.get(5)?),
-        summary: MessageSummary {
-            from: row.get(6)?,
-            to: row.get(7)?,
-            subject: row.get(8)?,
-            date: row.get(9)?,
-            message_id: row.get(10)?,
-            has_attachments: row.get(11)?,
-        },
+        uid: state.uid,
+        modseq: state.modseq,
+        flags: state.flags,
+        keywords: state.keywords,
+        internal_date: state.internal_date,
+        size: state.size,
+        summary: summary_at(row, 6)?,
+    })
+}
+
+/// The summary columns `from, to, subject, date, message_id, has_attachments`, starting at column `first`.
+fn summary_at(row: &Row<'_>, first: usize) -> rusqlite::Result<MessageSummary> {
+    Ok(MessageSummary {
+        from: row.get(first)?,
+        to: row.get(first + 1)?,
+        subject: row.get(first + 2)?,
+        date: row.get(first + 3)?,
+        message_id: row.get(first + 4)?,
+        has_attachments: row.get(first + 5)?,
     })
 }
 
@@ -917,16 +922,7 @@ impl MailStore for SqliteStore {
             let tx = conn.unchecked_transaction()?;
             let mut out = Vec::with_capacity(uids.len());
             {
-                let summary = |row: &Row<'_>| -> rusqlite::Result<MessageSummary> {
-                    Ok(MessageSummary {
-                        from: row.get(1)?,
-                        to: row.get(2)?,
-                        subject: row.get(3)?,
-                        date: row.get(4)?,
-                        message_id: row.get(5)?,
-                        has_attachments: row.get(6)?,
-                    })
-                };
+                let summary = |row: &Row<'_>| summary_at(row, 1);
                 let ascending = uids.windows(2).all(|w| w[0] < w[1]);
                 match (uids.first(), uids.last()) {
                     // Many UIDs in order (a SEARCH over the whole folder): one walk of the UID range,
