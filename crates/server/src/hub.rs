@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio_util::sync::CancellationToken;
 
 /// Something that happened elsewhere and concerns one session.
 #[derive(Debug, Clone)]
@@ -182,9 +181,9 @@ impl UserState {
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     pub id: u64,
+    /// The session's queue; [`queue::Sender::kill`] drops the session when it cannot take
+    /// events fast enough.
     pub events: queue::Sender<Event>,
-    /// Cancelled to drop the session when it cannot take events fast enough.
-    pub kill: CancellationToken,
     pub state: Arc<UserState>,
 }
 
@@ -197,7 +196,7 @@ impl SessionHandle {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 tracing::warn!(account = %email, "event queue full: slow consumer dropped");
-                self.kill.cancel();
+                self.events.kill();
                 false
             }
             // The session is ending; its own close path tells its watchers.
@@ -369,7 +368,6 @@ mod tests {
         let handle = SessionHandle {
             id: hub.session_id(),
             events: tx,
-            kill: CancellationToken::new(),
             state: UserState::new(ContactList::new(email, Guid::random())),
         };
         hub.register(email, handle.clone());
@@ -426,12 +424,12 @@ mod tests {
     fn a_full_queue_kills_the_slow_session() {
         let hub = Hub::new();
         let (_rx_x, x) = session(&hub, "x@x.com", 4);
-        let (_rx_a, a) = session(&hub, "a@x.com", 1);
+        let (rx_a, _a) = session(&hub, "a@x.com", 1);
         x.state.list_mut().apply(&rl("x@x.com", "a@x.com"));
         assert_eq!(hub.fan_out(&x.state, &notice()), 1);
-        assert!(!a.kill.is_cancelled());
+        assert!(!rx_a.is_killed());
         assert_eq!(hub.fan_out(&x.state, &notice()), 0);
-        assert!(a.kill.is_cancelled());
+        assert!(rx_a.is_killed());
     }
 
     #[test]

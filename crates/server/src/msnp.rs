@@ -43,12 +43,6 @@ enum Session {
 }
 
 impl Session {
-    fn kill_token(&self) -> CancellationToken {
-        match self {
-            Session::Ns(s) => s.kill_token(),
-            Session::Sb(s) => s.kill_token(),
-        }
-    }
     fn deadline(&self) -> tokio::time::Instant {
         match self {
             Session::Ns(s) => s.deadline(),
@@ -59,6 +53,12 @@ impl Session {
         match self {
             Session::Ns(s) => s.account(),
             Session::Sb(s) => s.account(),
+        }
+    }
+    fn peer(&self) -> SocketAddr {
+        match self {
+            Session::Ns(s) => s.peer(),
+            Session::Sb(s) => s.peer(),
         }
     }
     fn shutdown(&mut self, out: &mut BytesMut) {
@@ -152,12 +152,14 @@ pub(crate) async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            serve_tcp(stream, peer, role, shared, shutdown).await;
-            drop(permit);
-        });
+        tracker.spawn(serve_tcp(
+            stream,
+            peer,
+            role,
+            shared.clone(),
+            shutdown.clone(),
+            permit,
+        ));
     }
 }
 
@@ -213,14 +215,20 @@ impl AsyncWrite for TcpLink {
 
 /// Runs one MSNP connection over TCP to its end: as [`serve_connection`], and once it is a
 /// signed-in switchboard participant, relayed messages may be written to its socket by the
-/// sender's task (`queue`'s direct writes).
-async fn serve_tcp(
+/// sender's task (`queue`'s direct writes). `permit` is the connection's slot under
+/// `max_connections`, held until the connection ends.
+///
+/// Not an `async fn`: the future it returns is the task of every connection, and an `async fn`
+/// wrapping [`run_connection`] would hold its arguments a second time beside it (a coroutine
+/// keeps the slots of its arguments for its whole life).
+fn serve_tcp(
     stream: TcpStream,
     peer: SocketAddr,
     role: ListenerRole,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-) -> Ended {
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> impl Future<Output = Ended> + Send {
     let (rd, wr) = stream.into_split();
     let wr = Arc::new(wr);
     let link = TcpLink { rd, wr: wr.clone() };
@@ -233,9 +241,21 @@ async fn serve_tcp(
         Transport::Tcp,
         shared,
         shutdown,
-        None,
+        Held {
+            _permit: Some(permit),
+            pending: None,
+        },
     )
-    .await
+}
+
+/// What a connection holds while it lives: its slot under `max_connections` (TCP), and its
+/// slot among connections that have not signed in yet (the HTTP gateway's
+/// `gateway_max_pending`, given back at sign-in). The pending slot is boxed: it is only
+/// there for the gateway, and every connection's task would carry it inline.
+struct Held {
+    /// Held, never read: dropped with the connection.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    pending: Option<Box<msgr_mail::ConnSlot>>,
 }
 
 /// Output buffer capacity kept between writes; a larger one is given back once flushed.
@@ -266,17 +286,23 @@ pub(crate) async fn serve_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    run_connection(
-        stream, None, peer, role, transport, shared, shutdown, pending,
-    )
-    .await
+    let held = Held {
+        _permit: None,
+        pending: pending.map(Box::new),
+    };
+    run_connection(stream, None, peer, role, transport, shared, shutdown, held).await
 }
 
 /// The connection loop. `outlet` is the socket's write half for direct writes (TCP only): it
 /// is given to the queue once the connection is a signed-in switchboard participant and the
 /// answer to its `USR`/`ANS` is written, so nothing relayed reaches the client before that.
+///
+/// Its future is most of what an idle online user costs (`tests::connection_task_stays_small`
+/// guards its size), hence: an `async` block, which uses its captured arguments in place where
+/// an `async fn` would copy them into locals and keep both; one await point per write, whose
+/// timer is only made (boxed) for a write that has to wait; rare, large futures boxed.
 #[allow(clippy::too_many_arguments)]
-async fn run_connection<S>(
+fn run_connection<S>(
     mut stream: S,
     mut outlet: Option<Arc<dyn queue::Outlet>>,
     peer: SocketAddr,
@@ -284,242 +310,261 @@ async fn run_connection<S>(
     transport: Transport,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-    mut pending: Option<msgr_mail::ConnSlot>,
-) -> Ended
+    mut held: Held,
+) -> impl Future<Output = Ended>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let limits = &shared.config.limits;
-    let outbox_cap = limits.outbox_bytes;
-    let write_timeout = limits.write_timeout();
-    let mut decoder = FrameDecoder::new(Peer::Client, limits.codec());
-    let mut inbuf = BytesMut::with_capacity(IN_READ_BYTES);
-    let mut out = BytesMut::new();
     // Events are bounded by count and by bytes: what waits for this connection, queued or
     // rendered and not yet written, stays under `outbox_bytes` (see `queue`).
-    let (events_tx, mut events) = queue::channel_with_bytes(limits.event_queue, outbox_cap);
+    let limits = &shared.config.limits;
+    let (events_tx, mut events) =
+        queue::channel_with_bytes(limits.event_queue, limits.outbox_bytes);
+    // Made before the connection's future, which then holds the session alone: the peer's
+    // address, role and queue sender are the session's (`Session::peer`, `NsSession::events`).
     let mut session = Session::Ns(NsSession::new(
         shared.clone(),
         peer,
         role,
         transport,
-        events_tx.clone(),
+        events_tx,
     ));
-    let mut first = true;
-    let mut ended = Ended::Closed;
     tracing::debug!(%peer, "connected");
-    // The connection's kill token, kept by a switchboard session too (it is handed over when
-    // the first command makes this connection one; nothing has registered it by then).
-    let kill = session.kill_token();
-    // The futures every round waits on are made once, not per round: a fresh cancellation
-    // future registers with its token (under the token's lock, the shutdown token being
-    // shared by every connection) and a fresh sleep with the timer wheel, on each message
-    // relayed. The deadline timer is re-armed only when it fires early or must fire sooner.
-    let shutting_down = shutdown.cancelled();
-    let killed = kill.cancelled();
-    let mut armed = session.deadline();
-    let timer = tokio::time::sleep_until(armed);
-    tokio::pin!(shutting_down, killed, timer);
-    // The timer is armed early (at most once per `BUFFER_RELEASE_AFTER`) to give back the
-    // buffers of a connection gone quiet; this is when, if it is.
-    let mut release_at: Option<tokio::time::Instant> = None;
+    async move {
+        let limits = &shared.config.limits;
+        let mut decoder = FrameDecoder::new(Peer::Client, limits.codec());
+        let mut inbuf = BytesMut::with_capacity(IN_READ_BYTES);
+        let mut out = BytesMut::new();
+        let mut first = true;
+        let mut ended = Ended::Closed;
 
-    loop {
-        // Client commands and hub events this round answers: the load signal of `write_plan`.
-        let mut triggers = 0usize;
-        // The round answered a switchboard participant's own commands (`write_plan`).
-        let mut read_round = false;
-        // The round read from the client (either session kind).
-        let mut did_read = false;
-        let deadline = session.deadline();
-        if deadline < armed {
-            armed = deadline;
-            timer.as_mut().reset(armed);
-        }
-        let flow = tokio::select! {
-            biased;
-            _ = &mut shutting_down => {
-                session.shutdown(&mut out);
-                Flow::Close
-            }
-            // The hub or the switchboard found this session's event queue full: drop it
-            // rather than let its watchers wait or its queue grow.
-            _ = &mut killed => break,
-            Some(event) = events.recv() => {
-                triggers += 1;
-                let mut flow = session.event(event, &mut out);
-                while flow == Flow::Continue {
-                    match events.try_recv() {
-                        Ok(event) => {
-                            triggers += 1;
-                            flow = session.event(event, &mut out);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                flow
-            }
-            read = stream.read_buf(&mut inbuf) => match read {
-                Ok(0) => break,
-                Ok(_) => {
-                    did_read = true;
-                    match &mut session {
-                        // A switchboard's commands are handled without waiting: no future to box
-                        // on each relayed message.
-                        Session::Sb(sb) => {
-                            read_round = true;
-                            sb_frames(sb, &mut decoder, &mut inbuf, &mut out, &mut triggers)
-                        }
-                        Session::Ns(_) => {
-                            let ctx = Ctx {
-                                shared: &shared,
-                                peer,
-                                events: &events_tx,
-                                kill: &kill,
-                                first: &mut first,
-                                frames: &mut triggers,
-                            };
-                            // Boxed: command handling is the largest future of the loop, and held
-                            // inline it would make every idle connection's task that much bigger.
-                            Box::pin(read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out)).await
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "read failed");
-                    break;
-                }
-            },
-            () = &mut timer => {
-                let now = tokio::time::Instant::now();
-                if release_at.is_some_and(|at| at <= now) {
-                    // Quiet since the release was armed, or busy since: either way the
-                    // buffers are empty between rounds, and traffic that goes on makes
-                    // new ones.
-                    release_at = None;
-                    tracing::trace!(
-                        %peer,
-                        out = out.capacity(),
-                        inbuf = inbuf.capacity(),
-                        "idle: buffers released"
-                    );
-                    out = BytesMut::new();
-                    if inbuf.is_empty() {
-                        inbuf = BytesMut::new();
-                    }
-                }
+        // The futures every round waits on are made once, not per round: a fresh cancellation
+        // future registers with its token (under the token's lock, the shutdown token being
+        // shared by every connection) and a fresh sleep with the timer wheel, on each message
+        // relayed. The deadline timer is re-armed only when it fires early or must fire sooner.
+        // (The hub and the switchboard drop a connection through its queue: `Next::Killed`.)
+        let shutting_down = shutdown.cancelled();
+        // The timer's own deadline is when it is armed for.
+        let timer = tokio::time::sleep_until(session.deadline());
+        tokio::pin!(shutting_down, timer);
+        // The timer is armed early (at most once per `BUFFER_RELEASE_AFTER`) to give back the
+        // buffers of a connection gone quiet: whether it is.
+        let mut release_armed = false;
+
+        loop {
+            // Client commands and hub events this round answers: the load signal of `write_plan`.
+            let mut triggers = 0usize;
+            // The round answered a switchboard participant's own commands (`write_plan`).
+            let mut read_round = false;
+            // The round read from the client (either session kind).
+            let mut did_read = false;
+            {
                 let deadline = session.deadline();
-                if now < deadline {
-                    // Activity moved the deadline since the timer was armed.
-                    armed = deadline;
-                    timer.as_mut().reset(armed);
-                    Flow::Continue
-                } else {
-                    tracing::info!(%peer, account = session.account(), "connection timed out");
-                    session.server_dropped();
+                if deadline < timer.deadline() {
+                    timer.as_mut().reset(deadline);
+                }
+            }
+            let flow = tokio::select! {
+                biased;
+                _ = &mut shutting_down => {
+                    session.shutdown(&mut out);
                     Flow::Close
                 }
-            }
-        };
-        if out.len() > outbox_cap {
-            tracing::warn!(%peer, account = session.account(), queued = out.len(), "slow consumer dropped");
-            session.server_dropped();
-            break;
-        }
-        if !out.is_empty() {
-            let plan = match read_round {
-                true => sb_reply_plan(transport, triggers, out.len()),
-                false => write_plan(transport, triggers, out.len()),
+                next = events.next() => {
+                    // The hub or the switchboard found this session's event queue full: drop
+                    // it rather than let its watchers wait or its queue grow.
+                    let queue::Next::Item(event) = next else { break };
+                    triggers += 1;
+                    let mut flow = session.event(event, &mut out);
+                    while flow == Flow::Continue {
+                        match events.try_recv() {
+                            Ok(event) => {
+                                triggers += 1;
+                                flow = session.event(event, &mut out);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    flow
+                }
+                read = stream.read_buf(&mut inbuf) => match read {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        did_read = true;
+                        match &mut session {
+                            // A switchboard's commands are handled without waiting: no future to box
+                            // on each relayed message.
+                            Session::Sb(sb) => {
+                                read_round = true;
+                                sb_frames(sb, &mut decoder, &mut inbuf, &mut out, &mut triggers)
+                            }
+                            Session::Ns(_) => {
+                                let ctx = Ctx {
+                                    shared: &shared,
+                                    first: &mut first,
+                                    frames: &mut triggers,
+                                };
+                                // Boxed: command handling is the largest future of the loop, and held
+                                // inline it would make every idle connection's task that much bigger.
+                                Box::pin(read_frames(&mut session, ctx, &mut decoder, &mut inbuf, &mut out)).await
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %session.peer(), error = %e, "read failed");
+                        break;
+                    }
+                },
+                () = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if release_armed {
+                        // Quiet since the release was armed, or busy since: either way the
+                        // buffers are empty between rounds, and traffic that goes on makes
+                        // new ones. (An earlier deadline may fire first: releasing early is
+                        // harmless.)
+                        release_armed = false;
+                        tracing::trace!(
+                            peer = %session.peer(),
+                            out = out.capacity(),
+                            inbuf = inbuf.capacity(),
+                            "idle: buffers released"
+                        );
+                        out = BytesMut::new();
+                        if inbuf.is_empty() {
+                            inbuf = BytesMut::new();
+                        }
+                        events.release_idle();
+                    }
+                    let deadline = session.deadline();
+                    if now < deadline {
+                        // Activity moved the deadline since the timer was armed.
+                        timer.as_mut().reset(deadline);
+                        Flow::Continue
+                    } else {
+                        tracing::info!(peer = %session.peer(), account = session.account(), "connection timed out");
+                        session.server_dropped();
+                        Flow::Close
+                    }
+                }
             };
-            // With direct writes on, none may start until this round is written (`queue`),
-            // and what one left half-written goes first.
-            let rest = events.begin_write();
-            let written = {
-                let write = write_round(&mut stream, rest.as_deref(), &out, plan);
-                tokio::pin!(write);
-                // Usually the kernel takes it all at once: only a write that has to wait
-                // gets a timer.
-                match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-                    Poll::Ready(w) => Ok(w),
-                    Poll::Pending => tokio::select! {
-                        biased;
+            if out.len() > limits.outbox_bytes {
+                tracing::warn!(peer = %session.peer(), account = session.account(), queued = out.len(), "slow consumer dropped");
+                session.server_dropped();
+                break;
+            }
+            if !out.is_empty() {
+                let plan = match read_round {
+                    true => sb_reply_plan(transport, triggers, out.len()),
+                    false => write_plan(transport, triggers, out.len()),
+                };
+                // With direct writes on, none may start until this round is written (`queue`),
+                // and what one left half-written goes first.
+                let rest = events.begin_write();
+                let written = {
+                    let mut write = write_round(&mut stream, rest.as_deref(), &out, plan);
+                    // Usually the kernel takes it all at once: only a write that has to wait
+                    // gets a timer (boxed: no room for it in every connection's task).
+                    let mut limit: Option<Pin<Box<tokio::time::Sleep>>> = None;
+                    std::future::poll_fn(|cx| {
+                        if let Poll::Ready(w) = Pin::new(&mut write).poll(cx) {
+                            return Poll::Ready(Written::Done(w));
+                        }
                         // Dropped (its switchboard or the hub found its queue over budget, and
                         // logged it) while a peer that does not read held this write: stop
                         // now, and free what is queued, rather than at the write timeout.
-                        _ = &mut killed => break,
-                        w = tokio::time::timeout(write_timeout, write) => w,
-                    },
+                        if events.poll_killed(cx).is_ready() {
+                            return Poll::Ready(Written::Killed);
+                        }
+                        let limit = limit.get_or_insert_with(|| {
+                            Box::pin(tokio::time::sleep(limits.write_timeout()))
+                        });
+                        limit.as_mut().poll(cx).map(|()| Written::TimedOut)
+                    })
+                    .await
+                };
+                match written {
+                    Written::Done(Ok(())) => out.clear(),
+                    Written::Killed => break,
+                    Written::Done(Err(e)) => {
+                        tracing::debug!(peer = %session.peer(), error = %e, "write failed");
+                        break;
+                    }
+                    Written::TimedOut => {
+                        tracing::warn!(peer = %session.peer(), account = session.account(), "write timed out");
+                        session.server_dropped();
+                        break;
+                    }
                 }
-            };
-            match written {
-                Ok(Ok(())) => out.clear(),
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "write failed");
-                    break;
+            }
+            // What the round took from the queue is now with the kernel (or produced nothing).
+            events.settle();
+            // A switchboard participant whose `USR OK` / `ANS OK` is written now takes relayed
+            // messages straight to its socket.
+            if let (Session::Sb(sb), Some(_)) = (&session, &outlet) {
+                if sb.account().is_some() {
+                    if let Some(o) = outlet.take() {
+                        events.set_outlet(o);
+                    }
                 }
-                Err(_) => {
-                    tracing::warn!(%peer, account = session.account(), "write timed out");
-                    session.server_dropped();
-                    break;
+            }
+            if held.pending.is_some() && session.account().is_some() {
+                held.pending = None;
+            }
+            if flow != Flow::Continue {
+                if flow == Flow::Refuse {
+                    ended = Ended::Refused;
+                }
+                // Boxed: once per connection, and its timer would otherwise take room in every
+                // connection's task.
+                let _ = Box::pin(tokio::time::timeout(
+                    limits.write_timeout(),
+                    stream.shutdown(),
+                ))
+                .await;
+                break;
+            }
+            // Give back the memory of a burst so idle connections stay small.
+            if inbuf.is_empty() && inbuf.capacity() > 16 * 1024 {
+                inbuf = BytesMut::with_capacity(512);
+            }
+            // An idle session keeps no output buffer: what a login or a burst needed (the `SYN`
+            // of a long list, a file-transfer chunk) would otherwise stay allocated for hours.
+            // Small steady traffic stays under the threshold and reuses its buffer.
+            if out.capacity() > OUT_KEEP_BYTES {
+                out = BytesMut::new();
+            }
+            // A released input buffer refills 64 bytes at a time (`BytesMut`'s growth when
+            // full): once reading, read in commands' worth again.
+            if did_read && inbuf.capacity() < IN_READ_BYTES {
+                inbuf.reserve(IN_READ_BYTES - inbuf.len());
+            }
+            if !release_armed && (out.capacity() > 0 || inbuf.capacity() > 64) {
+                let at = tokio::time::Instant::now() + BUFFER_RELEASE_AFTER;
+                release_armed = true;
+                if at < timer.deadline() {
+                    timer.as_mut().reset(at);
                 }
             }
         }
-        // What the round took from the queue is now with the kernel (or produced nothing).
-        events.settle();
-        // A switchboard participant whose `USR OK` / `ANS OK` is written now takes relayed
-        // messages straight to its socket.
-        if let (Session::Sb(sb), Some(_)) = (&session, &outlet) {
-            if sb.account().is_some() {
-                if let Some(o) = outlet.take() {
-                    events.set_outlet(o);
-                }
-            }
-        }
-        if pending.is_some() && session.account().is_some() {
-            pending = None;
-        }
-        if flow != Flow::Continue {
-            if flow == Flow::Refuse {
-                ended = Ended::Refused;
-            }
-            let _ = tokio::time::timeout(write_timeout, stream.shutdown()).await;
-            break;
-        }
-        // Give back the memory of a burst so idle connections stay small.
-        if inbuf.is_empty() && inbuf.capacity() > 16 * 1024 {
-            inbuf = BytesMut::with_capacity(512);
-        }
-        // An idle session keeps no output buffer: what a login or a burst needed (the `SYN`
-        // of a long list, a file-transfer chunk) would otherwise stay allocated for hours.
-        // Small steady traffic stays under the threshold and reuses its buffer.
-        if out.capacity() > OUT_KEEP_BYTES {
-            out = BytesMut::new();
-        }
-        // A released input buffer refills 64 bytes at a time (`BytesMut`'s growth when
-        // full): once reading, read in commands' worth again.
-        if did_read && inbuf.capacity() < IN_READ_BYTES {
-            inbuf.reserve(IN_READ_BYTES - inbuf.len());
-        }
-        if release_at.is_none() && (out.capacity() > 0 || inbuf.capacity() > 64) {
-            let at = tokio::time::Instant::now() + BUFFER_RELEASE_AFTER;
-            release_at = Some(at);
-            if at < armed {
-                armed = at;
-                timer.as_mut().reset(armed);
-            }
-        }
+        tracing::debug!(peer = %session.peer(), account = session.account(), "disconnected");
+        drop(held);
+        ended
     }
-    tracing::debug!(%peer, account = session.account(), "disconnected");
-    ended
+}
+
+/// How a round's write ended.
+enum Written {
+    Done(io::Result<()>),
+    /// The connection was dropped while the write waited.
+    Killed,
+    /// The write waited longer than `write_timeout`.
+    TimedOut,
 }
 
 /// What choosing the session on the first command needs.
 struct Ctx<'a> {
     shared: &'a Arc<Shared>,
-    peer: SocketAddr,
-    events: &'a queue::Sender<Event>,
-    /// The connection's kill token, for a switchboard session made from it.
-    kill: &'a CancellationToken,
+
     /// No command has been seen yet.
     first: &'a mut bool,
     /// Counts the frames handled (for [`write_plan`]).
@@ -540,12 +585,11 @@ async fn read_frames(
                 *ctx.frames += 1;
                 if *ctx.first && !frame.command().is_empty() {
                     *ctx.first = false;
-                    if sb::is_switchboard_login(&frame) {
+                    if let (true, Session::Ns(ns)) = (sb::is_switchboard_login(&frame), &*session) {
                         *session = Session::Sb(SbSession::new(
                             ctx.shared.clone(),
-                            ctx.peer,
-                            ctx.events.clone(),
-                            ctx.kill.clone(),
+                            ns.peer(),
+                            ns.events().clone(),
                         ));
                     }
                 }
@@ -679,25 +723,69 @@ pub(crate) fn command_end(out: &[u8], pos: usize) -> Option<usize> {
 
 /// Writes a round's output by `plan`, after `rest` (the remainder of a partial direct write,
 /// which the client has the beginning of already).
-async fn write_round<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    rest: Option<&[u8]>,
-    out: &[u8],
+fn write_round<'a, W: AsyncWrite + Unpin>(
+    wr: &'a mut W,
+    rest: Option<&'a [u8]>,
+    out: &'a [u8],
     plan: WritePlan,
-) -> std::io::Result<()> {
-    if let Some(rest) = rest {
-        wr.write_all(rest).await?;
+) -> WriteRound<'a, W> {
+    WriteRound {
+        wr,
+        rest: rest.unwrap_or_default(),
+        out,
+        start: 0,
+        end: 0,
+        plan,
     }
-    let mut start = 0;
-    if plan == WritePlan::PerCommand {
-        // Each command its own write, up to the last one (or anything that does not parse),
-        // which goes with the final write below.
-        while let Some(end) = command_end(out, start).filter(|&e| e < out.len()) {
-            wr.write_all(&out[start..end]).await?;
-            start = end;
+}
+
+/// [`write_round`]'s future. Written by hand rather than as an `async fn` because every
+/// connection's task holds one while a write waits: this is 64 bytes, the `async fn` with its
+/// `write_all` futures was 104, and it took a place of its own beside the idle state's.
+struct WriteRound<'a, W> {
+    wr: &'a mut W,
+    /// What is left of the remainder of a partial direct write.
+    rest: &'a [u8],
+    out: &'a [u8],
+    /// Where the unwritten part of `out` starts.
+    start: usize,
+    /// Where the piece being written ends: the end of a command by `plan`, or of `out`.
+    end: usize,
+    plan: WritePlan,
+}
+
+impl<W: AsyncWrite + Unpin> Future for WriteRound<'_, W> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while !this.rest.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut *this.wr).poll_write(cx, this.rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            this.rest = &this.rest[n..];
         }
+        while this.start < this.out.len() {
+            if this.end <= this.start {
+                // Each command its own write, up to the last one (or anything that does not
+                // parse), which goes with the rest in the final write.
+                this.end = match this.plan {
+                    WritePlan::PerCommand => command_end(this.out, this.start)
+                        .filter(|&e| e < this.out.len())
+                        .unwrap_or(this.out.len()),
+                    WritePlan::Coalesced => this.out.len(),
+                };
+            }
+            let piece = &this.out[this.start..this.end];
+            let n = std::task::ready!(Pin::new(&mut *this.wr).poll_write(cx, piece))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            this.start += n;
+        }
+        Poll::Ready(Ok(()))
     }
-    wr.write_all(&out[start..]).await
 }
 
 #[cfg(test)]
@@ -709,6 +797,33 @@ mod tests {
 
     /// A sign-on burst: `SYN` with its list, the `CHG` reply, an `ILN`, a `UBX` with payload.
     const BURST: &[u8] = b"SYN 5 3 3 1 0\r\nGTC A\r\nBLP AL\r\nLST N=a@x.com F=A C=c 11 1\r\nCHG 6 NLN 0\r\nILN 6 NLN a@x.com A 0\r\nUBX a@x.com 5\r\nhi\r\nxQNG 50\r\n";
+
+    /// The size of what `f` returns, without calling it.
+    fn output_size<F, A, B, C, D, E, G, R>(_: &F) -> usize
+    where
+        F: FnOnce(A, B, C, D, E, G) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// The task of a TCP connection, which every online user keeps for as long as it is
+    /// online: most of an idle user's memory. tokio allocates a task in steps of 128 bytes
+    /// (its header and the future, cache-line aligned); at 1,560 bytes this future made
+    /// 1,792-byte tasks.
+    #[test]
+    fn connection_task_stays_small() {
+        let serve = |stream: TcpStream,
+                     peer: SocketAddr,
+                     role: ListenerRole,
+                     shared: Arc<Shared>,
+                     shutdown: CancellationToken,
+                     permit: tokio::sync::OwnedSemaphorePermit| {
+            serve_tcp(stream, peer, role, shared, shutdown, permit)
+        };
+        let size = output_size(&serve);
+        eprintln!("serve_tcp future: {size} bytes");
+        assert!(size <= 1100, "a TCP connection's future is {size} bytes");
+    }
 
     #[test]
     fn light_load_is_per_command_load_is_coalesced() {

@@ -117,6 +117,10 @@ struct Shared<T> {
     capacity: usize,
     max_bytes: usize,
     receiver_gone: AtomicBool,
+    /// A sender dropped the receiving connection ([`Sender::kill`]). Set under the lock of
+    /// `items`, read without it: the receiver also reads it under that lock before it leaves
+    /// its waker, so a kill is never missed.
+    killed: AtomicBool,
     senders: AtomicUsize,
 }
 
@@ -147,6 +151,7 @@ pub fn channel_with_bytes<T>(capacity: usize, max_bytes: usize) -> (Sender<T>, R
         capacity: capacity.max(1),
         max_bytes,
         receiver_gone: AtomicBool::new(false),
+        killed: AtomicBool::new(false),
         senders: AtomicUsize::new(1),
     });
     (
@@ -230,6 +235,17 @@ impl<T: Weigh + Direct> Sender<T> {
 }
 
 impl<T> Sender<T> {
+    /// Drops the receiving connection (its session cannot keep up: a full queue): its task
+    /// sees [`Next::Killed`] and closes. The queue carries this, rather than a cancellation
+    /// token of its own per connection, because every online user keeps its connection's
+    /// queue anyway: a token was another allocation (112 bytes), and waiting on it 80 bytes
+    /// more in every connection's task.
+    pub fn kill(&self) {
+        let items = self.0.items();
+        self.0.killed.store(true, Ordering::Release);
+        wake(items);
+    }
+
     /// Bytes held for the receiver: queued, or taken and not yet settled.
     pub fn held_bytes(&self) -> usize {
         self.0.items().held
@@ -263,14 +279,54 @@ impl<T> Drop for Sender<T> {
     }
 }
 
+/// What [`Receiver::next`] waited for.
+#[derive(Debug)]
+pub enum Next<T> {
+    Item(T),
+    /// A sender dropped this connection ([`Sender::kill`]).
+    Killed,
+}
+
 impl<T: Weigh + Direct> Receiver<T> {
+    /// The next item, or the connection's end by [`Sender::kill`] (which goes first), waiting
+    /// for either. Once every sender is gone and the queue is empty it never returns, as a
+    /// `select!` branch that is switched off. Cancel-safe: an item is only taken when this
+    /// returns it.
+    pub async fn next(&mut self) -> Next<T> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`Receiver::next`] as a poll.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next<T>> {
+        if self.shared.killed.load(Ordering::Acquire) {
+            return Poll::Ready(Next::Killed);
+        }
+        let mut items = self.shared.items();
+        if let Some(item) = take(&mut items, &mut self.taken) {
+            return Poll::Ready(Next::Item(item));
+        }
+        if self.shared.killed.load(Ordering::Acquire) {
+            return Poll::Ready(Next::Killed);
+        }
+        // Nothing can arrive, nor a kill, once the senders are gone: no waker to leave.
+        if self.shared.senders.load(Ordering::Acquire) > 0 {
+            match &items.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => items.waker = Some(cx.waker().clone()),
+            }
+        }
+        Poll::Pending
+    }
+
     /// The next item, waiting for one; `None` once every sender is gone and the queue is
     /// empty. Cancel-safe: an item is only taken when this returns it.
+    #[cfg(test)]
     pub async fn recv(&mut self) -> Option<T> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// [`Receiver::recv`] as a poll: the item, or the waker left for the next send.
+    #[cfg(test)]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut items = self.shared.items();
         if let Some(item) = take(&mut items, &mut self.taken) {
@@ -311,6 +367,37 @@ impl<T> Receiver<T> {
             items.writing = false;
             self.taken = 0;
             self.writing = false;
+        }
+    }
+
+    /// Ready once a sender has dropped this connection ([`Sender::kill`]); otherwise leaves
+    /// the waker for it. For a connection waiting on something else (a slow write).
+    pub fn poll_killed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut items = self.shared.items();
+        if self.shared.killed.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        match &items.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => items.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Whether a sender has dropped this connection ([`Sender::kill`]).
+    #[cfg(test)]
+    pub fn is_killed(&self) -> bool {
+        self.shared.killed.load(Ordering::Acquire)
+    }
+
+    /// Gives back the buffer of a drained queue. A drain keeps up to [`KEEP_SLOTS`] slots
+    /// (256 bytes of `Event`s) so that steady traffic does not allocate per event; a
+    /// connection gone quiet calls this, since nearly every online user is idle nearly all
+    /// the time and the sign-in's `ILN`/`NLN` events leave those slots behind.
+    pub fn release_idle(&mut self) {
+        let mut items = self.shared.items();
+        if items.queue.is_empty() && items.queue.capacity() > 0 {
+            items.queue = VecDeque::new();
         }
     }
 
@@ -391,6 +478,34 @@ mod tests {
         )*};
     }
     rendered!(i32 => 0, u32 => 0, &str => "");
+
+    #[tokio::test]
+    async fn a_kill_goes_before_items_and_wakes_the_receiver() {
+        let (tx, mut rx) = channel::<u32>(4);
+        tx.try_send(1).unwrap();
+        tx.kill();
+        assert!(matches!(rx.next().await, Next::Killed));
+
+        let (tx, mut rx) = channel::<u32>(4);
+        let waiting = tokio::spawn(async move { matches!(rx.next().await, Next::Killed) });
+        tokio::task::yield_now().await;
+        tx.kill();
+        assert!(waiting.await.unwrap());
+    }
+
+    /// The sign-in's events leave a drained queue with a few slots (256 bytes of `Event`s),
+    /// which an idle connection gives back.
+    #[test]
+    fn an_idle_queue_gives_its_buffer_back() {
+        let (tx, mut rx) = channel::<u32>(64);
+        for i in 0..10 {
+            tx.try_send(i).unwrap();
+        }
+        while rx.try_recv().is_ok() {}
+        assert!(rx.shared.items().queue.capacity() > 0);
+        rx.release_idle();
+        assert_eq!(rx.shared.items().queue.capacity(), 0);
+    }
 
     /// Wire bytes, as a relayed switchboard message.
     #[derive(Debug, PartialEq)]

@@ -27,7 +27,6 @@ use msgr_proto::{Dialect, ErrorCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Event, KickReason, SessionHandle, UserState};
 use crate::msnp::{ListenerRole, Transport};
@@ -95,8 +94,6 @@ pub struct NsSession {
     /// When the session expires unless something resets it: the login deadline, then the
     /// idle deadline.
     deadline: Instant,
-    /// Cancelled by the hub when this session cannot keep up with its events.
-    kill: CancellationToken,
 }
 
 impl NsSession {
@@ -118,14 +115,18 @@ impl NsSession {
             events,
             state: State::Negotiating,
             deadline,
-            kill: CancellationToken::new(),
         }
     }
 
-    /// Cancelled when the hub drops this session as a slow consumer; the transport closes the
-    /// connection when it fires.
-    pub fn kill_token(&self) -> CancellationToken {
-        self.kill.clone()
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The connection's event queue, for a switchboard session that takes the connection over
+    /// on its first command.
+    pub fn events(&self) -> &queue::Sender<Event> {
+        &self.events
     }
 
     /// The dialect agreed with `VER`, once there is one.
@@ -325,7 +326,6 @@ impl NsSession {
         SessionHandle {
             id: self.id,
             events: self.events.clone(),
-            kill: self.kill.clone(),
             state,
         }
     }

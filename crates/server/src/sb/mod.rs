@@ -40,7 +40,6 @@ use msgr_proto::{Dialect, ErrorCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 pub use registry::{JoinError, Member, RegistryError, Switchboards};
 use registry::{Room, Route};
@@ -126,34 +125,28 @@ pub struct SbSession {
     id: u64,
     /// This connection's bounded queue: the room delivers to it without waiting.
     events: queue::Sender<Event>,
-    kill: CancellationToken,
     state: State,
     deadline: Instant,
 }
 
 impl SbSession {
-    /// A session on a connection whose queue is `events` and whose kill token is `kill`
-    /// (cancelled to drop the participant when its queue is full).
-    pub fn new(
-        shared: Arc<Shared>,
-        peer: SocketAddr,
-        events: queue::Sender<Event>,
-        kill: CancellationToken,
-    ) -> Self {
+    /// A session on a connection whose queue is `events` (which the room kills to drop the
+    /// participant when it is full).
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, events: queue::Sender<Event>) -> Self {
         let deadline = Instant::now() + shared.config.limits.login_timeout();
         SbSession {
             id: shared.hub.session_id(),
             shared,
             peer,
             events,
-            kill,
             state: State::Connecting,
             deadline,
         }
     }
 
-    pub fn kill_token(&self) -> CancellationToken {
-        self.kill.clone()
+    /// The participant's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     pub fn account(&self) -> Option<&str> {
@@ -292,13 +285,7 @@ impl SbSession {
         };
         let me = Arc::new(ticket.member);
         let dialect = ticket.dialect;
-        let others = match sbs.join(
-            &room,
-            self.id,
-            me.clone(),
-            self.events.clone(),
-            self.kill.clone(),
-        ) {
+        let others = match sbs.join(&room, self.id, me.clone(), self.events.clone()) {
             Ok(o) => o,
             Err(JoinError::Ended) => {
                 error(out, ErrorCode::AuthenticationFailed, trid);

@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::{Departure, SbEvent};
 use crate::config::LimitsConfig;
@@ -68,8 +67,8 @@ struct Participant {
     /// The switchboard connection (a hub session id, unique per connection).
     conn: u64,
     member: Arc<Member>,
+    /// Its queue; [`queue::Sender::kill`] drops the participant.
     events: queue::Sender<Event>,
-    kill: CancellationToken,
 }
 
 #[derive(Default)]
@@ -353,7 +352,6 @@ impl Switchboards {
         conn: u64,
         member: Arc<Member>,
         events: queue::Sender<Event>,
-        kill: CancellationToken,
     ) -> Result<Vec<Arc<Member>>, JoinError> {
         let mut m = room.lock();
         if m.closed {
@@ -368,7 +366,6 @@ impl Switchboards {
             conn,
             member,
             events,
-            kill,
         });
         self.drop_failed(room, m, failed);
         Ok(others)
@@ -448,7 +445,7 @@ impl Switchboards {
             m.list.retain(|p| {
                 if failed.contains(&p.conn) {
                     // Its connection closes; its own leave() then finds nothing to do.
-                    p.kill.cancel();
+                    p.events.kill();
                     gone.push(p.member.email.clone());
                     false
                 } else {
@@ -566,19 +563,9 @@ mod tests {
         let sb = Switchboards::new(&limits());
         let room = sb.create("a@x.com").unwrap();
         let (ta, mut ra) = queue::channel(8);
-        let (tb, _rb) = queue::channel(1);
-        let kill_b = CancellationToken::new();
-        sb.join(
-            &room,
-            1,
-            Arc::new(member("a@x.com")),
-            ta,
-            CancellationToken::new(),
-        )
-        .unwrap();
-        let others = sb
-            .join(&room, 2, Arc::new(member("b@x.com")), tb, kill_b.clone())
-            .unwrap();
+        let (tb, rb) = queue::channel(1);
+        sb.join(&room, 1, Arc::new(member("a@x.com")), ta).unwrap();
+        let others = sb.join(&room, 2, Arc::new(member("b@x.com")), tb).unwrap();
         assert_eq!(others.len(), 1);
         assert!(matches!(
             ra.try_recv().unwrap(),
@@ -587,7 +574,7 @@ mod tests {
         assert!(sb.relay(&room, 1, Route::All, Bytes::from_static(b"x")));
         // b's queue (capacity 1) is now full: the next message drops it.
         assert!(!sb.relay(&room, 1, Route::All, Bytes::from_static(b"y")));
-        assert!(kill_b.is_cancelled());
+        assert!(rb.is_killed());
         match ra.try_recv().unwrap() {
             Event::Switchboard(SbEvent::Left(d)) => {
                 assert_eq!(d.email, "b@x.com");
@@ -601,14 +588,8 @@ mod tests {
         assert_eq!(sb.room_count(), 0);
         let (tc, _rc) = queue::channel(1);
         assert_eq!(
-            sb.join(
-                &room,
-                3,
-                Arc::new(member("c@x.com")),
-                tc,
-                CancellationToken::new()
-            )
-            .unwrap_err(),
+            sb.join(&room, 3, Arc::new(member("c@x.com")), tc)
+                .unwrap_err(),
             JoinError::Ended
         );
     }
@@ -645,8 +626,7 @@ mod tests {
         );
         // A room that ends gives its place back.
         let (t, _r) = queue::channel(8);
-        sb.join(&r2, 1, Arc::new(a()), t, CancellationToken::new())
-            .unwrap();
+        sb.join(&r2, 1, Arc::new(a()), t).unwrap();
         sb.leave(&r2, 1, false);
         // The other unused cookie expires: two cookies again (one room is still open).
         tokio::time::advance(Duration::from_secs(61)).await;
@@ -685,25 +665,13 @@ mod tests {
         for i in 0..3 {
             let (t, r) = queue::channel(8);
             rx.push(r);
-            sb.join(
-                &room,
-                i,
-                Arc::new(member(&format!("{i}@x.com"))),
-                t,
-                CancellationToken::new(),
-            )
-            .unwrap();
+            sb.join(&room, i, Arc::new(member(&format!("{i}@x.com"))), t)
+                .unwrap();
         }
         let (t, _r) = queue::channel(8);
         assert_eq!(
-            sb.join(
-                &room,
-                9,
-                Arc::new(member("9@x.com")),
-                t,
-                CancellationToken::new()
-            )
-            .unwrap_err(),
+            sb.join(&room, 9, Arc::new(member("9@x.com")), t)
+                .unwrap_err(),
             JoinError::Full
         );
     }
