@@ -14,7 +14,7 @@
 //! privacy data of remote users in its own cache.
 
 use crate::queue;
-use msgr_core::lists::ContactList;
+use msgr_core::lists::{ContactList, Name, Names};
 use msgr_core::presence::{ClientCaps, Status};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,8 +77,9 @@ pub struct Ring {
 /// One user's presence, as watchers are told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceNotice {
-    /// The user, lowercased.
-    pub from: String,
+    /// The user, lowercased: the shared copy ([`Names`]), as the session holds it, so that an
+    /// online user's notice has no string of its own for it.
+    pub from: Name,
     /// The real status; watchers show `FLN` when it is not visible.
     pub status: Status,
     /// The display name, URL-encoded as it goes on the wire.
@@ -208,7 +209,9 @@ impl SessionHandle {
 #[derive(Default)]
 pub struct Hub {
     next_id: AtomicU64,
-    online: Mutex<HashMap<String, SessionHandle>>,
+    /// Keyed by the shared copy of the address ([`Names`]): an online user is on its contacts'
+    /// lists, which hold that copy already, so the key is one word and no string of its own.
+    online: Mutex<HashMap<Name, SessionHandle>>,
 }
 
 impl Hub {
@@ -221,7 +224,7 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionHandle>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Name, SessionHandle>> {
         self.online.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -231,7 +234,7 @@ impl Hub {
     /// before its first `CHG`.
     pub fn register(&self, email: &str, handle: SessionHandle) {
         let state = handle.state.clone();
-        let previous = self.map().insert(email.to_owned(), handle);
+        let previous = self.map().insert(Names::global().intern(email), handle);
         if let Some(old) = previous {
             state.set_presence(old.state.presence());
             // A full queue kills the old session anyway, which is what OUT OTH asks for.
@@ -307,7 +310,7 @@ impl Hub {
     pub fn send_all(&self, events: impl IntoIterator<Item = (String, Event)>) {
         let online = self.map();
         for (user, event) in events {
-            if let Some(h) = online.get(&user) {
+            if let Some(h) = online.get(user.as_str()) {
                 h.deliver(&user, event);
             }
         }

@@ -29,7 +29,7 @@ impl NsSession {
         let n: u64 = rand::rng().random_range(10_000_000_000_000_000_000..=u64::MAX);
         let c = n.to_string();
         write_line(out, "CHL", Some(TrId(0)), &[&c]);
-        user.challenge = Some(c);
+        user.challenge = Some(c.into_boxed_str());
     }
 
     pub(super) fn qry(&mut self, frame: &Frame, trid: TrId, out: &mut BytesMut) -> Flow {

@@ -616,7 +616,8 @@ impl NsSession {
     }
 
     fn rate_limited(&mut self) -> Outcome {
-        if self.user()?.changes.take() {
+        let shared = self.shared.clone();
+        if self.user()?.changes.take(&shared.config.limits) {
             Ok(())
         } else {
             Err(ErrorCode::ChangingTooRapidly.into())
@@ -670,7 +671,7 @@ impl NsSession {
     /// list version, and the ones its privacy lets see it a `BPR` (see `bpr.rs`).
     async fn announce_property(&mut self, property: Property) -> Outcome {
         let shared = self.shared.clone();
-        let email = self.user()?.email.clone();
+        let email = self.user()?.email.to_string();
         // The change itself is stored and acknowledged; a failure here only leaves watchers'
         // cached copies one change behind until their next list change.
         let touched = match shared.touch_watchers(&email).await {
@@ -774,7 +775,7 @@ impl NsSession {
         let version = self.commit(changes).await?;
         let shared = self.shared.clone();
         let user = self.user()?;
-        user.name = name.to_owned();
+        user.name = name.into();
         if let Some(p) = user.state.presence() {
             let renamed = Arc::new(PresenceNotice {
                 name: urlenc::encode(name).into_owned(),
@@ -809,7 +810,7 @@ impl NsSession {
         let user = self.user()?;
         if user.state.presence().is_some_and(|p| p.status.is_visible()) {
             let pm = PersonalMessage {
-                from: user.email.clone(),
+                from: user.email.to_string(),
                 payload: user.state.list().settings.personal_message.clone(),
             };
             shared

@@ -63,11 +63,14 @@ enum State {
 
 #[derive(Debug)]
 struct OnlineUser {
-    email: String,
-    /// The challenge sent with `CHL` and not yet answered.
-    challenge: Option<String>,
+    /// The shared copy of the address ([`msgr_core::lists::Names`]), as the hub's key and the
+    /// contacts' lists hold it: one word, no string of its own.
+    email: msgr_core::lists::Name,
+    /// The challenge sent with `CHL` and not yet answered. (Boxed strings here: every online
+    /// user's session holds these, and a `String`'s capacity word is of no use to them.)
+    challenge: Option<Box<str>>,
     /// The display name, decoded; `NLN`/`ILN`/`ADD 0 RL` carry it to others.
-    name: String,
+    name: Box<str>,
     /// The contact list and presence, shared with the hub so that other sessions can apply
     /// this user's privacy without a copy of it.
     state: std::sync::Arc<UserState>,
@@ -554,6 +557,14 @@ mod tests {
             OnlineCommand::lookup("BPR").is_none(),
             "BPR is sent by the server only"
         );
+    }
+
+    /// Every online user's session holds one, inside its connection's task (whose size
+    /// `msnp::tests::connection_task_stays_small` guards): it was 128 bytes with `String`s for
+    /// the address, name and challenge and the bucket's copy of its configuration.
+    #[test]
+    fn an_online_user_stays_small() {
+        assert!(std::mem::size_of::<OnlineUser>() <= 96);
     }
 
     #[test]

@@ -116,36 +116,35 @@ pub(super) fn announce_offline(hub: &Hub, state: &UserState) {
     hub.fan_out(state, &Event::Presence(Arc::new(gone)));
 }
 
-/// A token bucket pacing status, name and property changes.
+/// A token bucket pacing status, name and property changes. Its size and refill rate are the
+/// configuration's (`change_burst`, `change_refill_secs`), read on each take rather than kept
+/// in every online user's session.
 #[derive(Debug)]
 pub(super) struct TokenBucket {
-    capacity: u32,
     tokens: u32,
-    refill: Duration,
     last: Instant,
 }
 
 impl TokenBucket {
     pub(super) fn new(limits: &LimitsConfig) -> TokenBucket {
         TokenBucket {
-            capacity: limits.change_burst,
             tokens: limits.change_burst,
-            refill: Duration::from_secs(limits.change_refill_secs),
             last: Instant::now(),
         }
     }
 
     /// Takes one token; `false` when the bucket is empty.
-    pub(super) fn take(&mut self) -> bool {
+    pub(super) fn take(&mut self, limits: &LimitsConfig) -> bool {
         let now = Instant::now();
-        if self.refill.is_zero() {
+        let refill = Duration::from_secs(limits.change_refill_secs);
+        if refill.is_zero() {
             return true;
         }
         let elapsed = now.saturating_duration_since(self.last);
-        let earned = elapsed.as_nanos() / self.refill.as_nanos();
+        let earned = elapsed.as_nanos() / refill.as_nanos();
         if earned > 0 {
             let earned = u32::try_from(earned).unwrap_or(u32::MAX);
-            self.tokens = self.tokens.saturating_add(earned).min(self.capacity);
+            self.tokens = self.tokens.saturating_add(earned).min(limits.change_burst);
             self.last = now;
         }
         if self.tokens == 0 {
@@ -186,7 +185,7 @@ impl NsSession {
         };
         let caps = if f.caps { caps } else { ClientCaps::default() };
         let msnobj = params.get(2).filter(|_| f.msnobj).map(|o| (*o).to_owned());
-        if !user.changes.take() {
+        if !user.changes.take(&self.shared.config.limits) {
             error(out, ErrorCode::ChangingTooRapidly, trid);
             return Flow::Continue;
         }
@@ -332,15 +331,15 @@ mod tests {
             ..LimitsConfig::default()
         };
         let mut b = TokenBucket::new(&limits);
-        assert!(b.take());
-        assert!(b.take());
-        assert!(!b.take());
+        assert!(b.take(&limits));
+        assert!(b.take(&limits));
+        assert!(!b.take(&limits));
         tokio::time::advance(Duration::from_millis(1100)).await;
-        assert!(b.take());
-        assert!(!b.take());
+        assert!(b.take(&limits));
+        assert!(!b.take(&limits));
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(b.take());
-        assert!(b.take());
-        assert!(!b.take());
+        assert!(b.take(&limits));
+        assert!(b.take(&limits));
+        assert!(!b.take(&limits));
     }
 }

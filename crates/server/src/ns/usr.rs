@@ -252,9 +252,9 @@ impl NsSession {
         }
         let mail = counts.and_then(|c| self.initial_mail(c, out));
         let mut user = OnlineUser {
-            email: account.email,
+            email: msgr_core::lists::Names::global().intern(&account.email),
             challenge: None,
-            name: account.display_name,
+            name: account.display_name.into_boxed_str(),
             state,
             announced: false,
             changes: TokenBucket::new(&self.shared.config.limits),

@@ -30,7 +30,7 @@ use crate::Shared;
 fn member(user: &OnlineUser) -> Member {
     let presence = user.state.presence();
     Member {
-        email: user.email.clone(),
+        email: user.email.to_string(),
         name: urlenc::encode(&user.name).into_owned(),
         caps: presence.map(|p| p.caps).unwrap_or_default(),
     }
