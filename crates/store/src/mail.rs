@@ -188,21 +188,6 @@ pub struct MessageSummary {
     pub has_attachments: bool,
 }
 
-/// A stored message's metadata, in UID order within its folder.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageMeta {
-    pub uid: u32,
-    pub modseq: u64,
-    pub flags: Flags,
-    /// IMAP keywords, sorted.
-    pub keywords: Vec<String>,
-    /// When the message reached the server, in seconds since the Unix epoch.
-    pub internal_date: i64,
-    /// The size of the raw bytes (RFC822.SIZE).
-    pub size: u64,
-    pub summary: MessageSummary,
-}
-
 /// What an IMAP session keeps about each message of the selected folder for as long as it is selected: the
 /// message's state without its summary ([`MessageMeta`] less the `From`/`To`/`Subject` strings that only some
 /// `SEARCH` keys read, and [`MailStore::message_summaries`] loads for them).
@@ -219,16 +204,31 @@ pub struct MessageState {
     pub size: u64,
 }
 
+/// A stored message's metadata, in UID order within its folder: its state and its summary. The state's fields
+/// read through it (`meta.uid`), as one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub state: MessageState,
+    pub summary: MessageSummary,
+}
+
+impl std::ops::Deref for MessageMeta {
+    type Target = MessageState;
+
+    fn deref(&self) -> &MessageState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for MessageMeta {
+    fn deref_mut(&mut self) -> &mut MessageState {
+        &mut self.state
+    }
+}
+
 impl From<MessageMeta> for MessageState {
     fn from(m: MessageMeta) -> MessageState {
-        MessageState {
-            uid: m.uid,
-            modseq: m.modseq,
-            flags: m.flags,
-            keywords: m.keywords,
-            internal_date: m.internal_date,
-            size: m.size,
-        }
+        m.state
     }
 }
 

@@ -273,12 +273,14 @@ Gr=FC=DFe aus K=F6ln\r\n";
 
     fn meta(uid: u32, flags: Flags, size: u64, date: i64) -> MessageMeta {
         MessageMeta {
-            uid,
-            modseq: 1,
-            flags,
-            keywords: vec!["$Work".to_owned()],
-            internal_date: date,
-            size,
+            state: MessageState {
+                uid,
+                modseq: 1,
+                flags,
+                keywords: vec!["$Work".to_owned()],
+                internal_date: date,
+                size,
+            },
             summary: MessageSummary {
                 from: "Jörg <joerg@example.com>".to_owned(),
                 to: "alice@example.com".to_owned(),

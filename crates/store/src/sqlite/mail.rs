@@ -106,14 +106,8 @@ fn state_from_row(row: &Row<'_>) -> rusqlite::Result<MessageState> {
 }
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageMeta> {
-    let state = state_from_row(row)?;
     Ok(MessageMeta {
-        uid: state.uid,
-        modseq: state.modseq,
-        flags: state.flags,
-        keywords: state.keywords,
-        internal_date: state.internal_date,
-        size: state.size,
+        state: state_from_row(row)?,
         summary: summary_at(row, 6)?,
     })
 }
