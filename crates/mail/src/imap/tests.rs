@@ -32,13 +32,7 @@ impl Client {
     /// session's task and its greeting.
     async fn open(ctx: Arc<crate::Context>) -> (Client, tokio::task::JoinHandle<()>, String) {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let session = tokio::spawn(super::serve(
-            server,
-            ctx,
-            peer(),
-            true,
-            CancellationToken::new(),
-        ));
+        let session = spawn_session(server, ctx);
         let (r, w) = tokio::io::split(client);
         let mut c = Client {
             r: BufReader::new(r),
@@ -116,16 +110,24 @@ async fn junk_hook_hears_moves_and_sessions_leave_no_subscription() {
     assert_eq!(t.ctx.notify.subscribed_accounts(), 0);
 }
 
-/// Runs a session over `input` (then end of input) and returns what it wrote.
-async fn run_session(ctx: Arc<crate::Context>, input: Vec<u8>) -> Vec<u8> {
-    let (mut client, server) = tokio::io::duplex(1 << 20);
-    let session = tokio::spawn(super::serve(
+/// A session's task on the server end of an in-memory pipe, plaintext allowed as on loopback.
+fn spawn_session(
+    server: tokio::io::DuplexStream,
+    ctx: Arc<crate::Context>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(super::serve(
         server,
         ctx,
         peer(),
         true,
         CancellationToken::new(),
-    ));
+    ))
+}
+
+/// Runs a session over `input` (then end of input) and returns what it wrote.
+async fn run_session(ctx: Arc<crate::Context>, input: Vec<u8>) -> Vec<u8> {
+    let (mut client, server) = tokio::io::duplex(1 << 20);
+    let session = spawn_session(server, ctx);
     client.write_all(&input).await.unwrap();
     client.shutdown().await.unwrap();
     let mut out = Vec::new();
