@@ -566,7 +566,6 @@ enum Written {
 /// What choosing the session on the first command needs.
 struct Ctx<'a> {
     shared: &'a Arc<Shared>,
-
     /// No command has been seen yet.
     first: &'a mut bool,
     /// Counts the frames handled (for [`write_plan`]).
